@@ -1,0 +1,226 @@
+"""Typed pipeline configuration.
+
+One `FlipConfig` holds every setting. Defaults live here (and only here); an experiment YAML in
+`configs/` overrides some of them, and `--set section.key=value` on the command line overrides the
+file. Unknown or mistyped keys are errors that name the key and where it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key and its source."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsConfig(_Section):
+    """Where the pipeline reads and writes."""
+
+    data_root: Path = Path("data")
+    raw_dir: Path | None = Field(
+        default=None,
+        description="Folder of raw MovieLens-style files; None generates synthetic data.",
+    )
+
+
+class SynthConfig(_Section):
+    """Synthetic MovieLens-1M-shaped data, used when no raw folder is given."""
+
+    users: int = Field(default=500, ge=1)
+    movies: int = Field(default=400, ge=1)
+    ratings_per_user: int = Field(default=60, ge=1)
+    seed: int = 0
+
+
+class DuckDBConfig(_Section):
+    """Resource limits for every DuckDB connection; defaults are safe on a 24 GiB machine."""
+
+    memory_limit: str = "4GB"
+    threads: int = Field(default=2, ge=1)
+    temp_directory: Path | None = None
+
+
+class IngestConfig(_Section):
+    """Raw log ingestion and validation."""
+
+    dataset: str = "ml1m"
+    max_bad_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    duckdb: DuckDBConfig = DuckDBConfig()
+
+
+class FeaturesConfig(_Section):
+    """Protocol, vocabularies and prompt rendering."""
+
+    protocol: str = "ml1m-time-811"
+    min_count: int = Field(default=1, ge=1)
+    template: str = "{field} is {value}."
+    max_length: int = Field(default=128, ge=8)
+
+
+class PLMConfig(_Section):
+    """Pretrained language model: a hub name, a local path, or the alias `minilm-l6`."""
+
+    name: str = "minilm-l6"
+    pooling: Literal["cls", "mean"] = "cls"
+
+
+class IDModelConfig(_Section):
+    """ID-based CTR backbone."""
+
+    backbone: str = "dcnv2"
+    embedding_dim: int = Field(default=16, ge=1)
+    hidden_units: list[int] = [256, 128]
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Backbone-specific settings, checked by the backbone."
+    )
+
+
+class TrainingConfig(_Section):
+    """Settings shared by every training stage."""
+
+    batch_size: int = Field(default=1024, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    epochs: int = Field(default=3, ge=1)
+    max_steps: int | None = Field(default=None, ge=1)
+    grad_accum_steps: int = Field(default=1, ge=1)
+    grad_clip_norm: float | None = Field(default=1.0, gt=0.0)
+    early_stopping_patience: int = Field(default=2, ge=0)
+    checkpoint_every_steps: int = Field(default=500, ge=1)
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = False
+    num_threads: int | None = Field(default=None, ge=1)
+
+
+class PretrainConfig(_Section):
+    """FLIP pretraining objectives (each switchable for ablations)."""
+
+    mlm: bool = True
+    mtm: bool = True
+    icl: bool = True
+    mlm_weight: float = Field(default=1.0, ge=0.0)
+    mtm_weight: float = Field(default=1.0, ge=0.0)
+    icl_weight: float = Field(default=1.0, ge=0.0)
+    mlm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
+    mtm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
+    max_rows: int | None = Field(default=None, ge=1)
+
+
+class FinetuneConfig(_Section):
+    """FLIP finetuning variants to train."""
+
+    variants: list[Literal["flip", "flip_id", "flip_plm"]] = ["flip_id"]
+    max_rows: int | None = Field(default=None, ge=1)
+
+
+class MLflowConfig(_Section):
+    """Tracking and registry."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "flip-ctr"
+    registered_model: str = "flip-ctr"
+
+
+class GateConfig(_Section):
+    """Champion/challenger rule."""
+
+    min_valid_auc_gain: float = Field(default=0.001, ge=0.0)
+    max_test_logloss_increase: float = Field(default=0.002, ge=0.0)
+
+
+class FlipConfig(_Section):
+    """The whole pipeline configuration."""
+
+    paths: PathsConfig = PathsConfig()
+    synth: SynthConfig = SynthConfig()
+    ingest: IngestConfig = IngestConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    plm: PLMConfig = PLMConfig()
+    id_model: IDModelConfig = IDModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    mlflow: MLflowConfig = MLflowConfig()
+    gate: GateConfig = GateConfig()
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML (paths as strings)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_config(path: Path | str | None = None, overrides: Iterable[str] = ()) -> FlipConfig:
+    """Resolve defaults, then the YAML file at `path`, then `key.sub=value` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(Path(path))
+        _validate(data, source=str(path))
+    for override in overrides:
+        key, value = _parse_override(override)
+        _set_dotted(data, key, value, source=f"--set {override}")
+        _validate(data, source=f"--set {override}")
+    return FlipConfig.model_validate(data)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: top level must be a mapping of sections, got {type(data).__name__}"
+        )
+    return data
+
+
+def _validate(data: Mapping[str, Any], source: str) -> None:
+    try:
+        FlipConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(err) for err in exc.errors()]
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    key = ".".join(str(part) for part in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    return f"key '{key}': {err['msg']} (got {err.get('input')!r})"
+
+
+def _parse_override(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text}: expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text}: value is not valid YAML: {exc}") from exc
+    return key.strip(), value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any, source: str) -> None:
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: '{part}' is not a section")
+        node = child
+    node[leaf] = value

@@ -1,0 +1,1 @@
+"""Datasets, vocabularies, prompt rendering and synthetic data."""

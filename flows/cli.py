@@ -1,0 +1,88 @@
+"""The `flip` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from flip_core.config import ConfigError, FlipConfig, load_config
+from flip_core.data.synth import write_synthetic_movielens
+
+app = typer.Typer(
+    help="FLIP CTR pipeline: ingest, features, pretrain, finetune, register.", no_args_is_help=True
+)
+config_app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
+data_app = typer.Typer(help="Raw data: synthesize, download, ingest.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Experiment YAML (see configs/).", exists=False),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", "-s", help="Override one key, e.g. --set training.epochs=2 (repeatable)."
+    ),
+]
+
+
+def resolve_config(config: Path | None, overrides: list[str] | None) -> FlipConfig:
+    """Load the config or exit with a one-line error naming the bad key and its source."""
+    try:
+        return load_config(config, overrides or [])
+    except ConfigError as exc:
+        err_console.print(f"[bold red]config error:[/] {exc}")
+        raise typer.Exit(code=2) from None
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None, set_: SetOption = None) -> None:
+    """Print the fully resolved configuration as YAML."""
+    console.print(resolve_config(config, set_).to_yaml(), end="", markup=False, highlight=False)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the .dat files to.")],
+    users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 500,
+    movies: Annotated[int, typer.Option(min=1, help="Number of movies.")] = 400,
+    ratings_per_user: Annotated[int, typer.Option(min=1, help="Mean ratings per user.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write a synthetic MovieLens-1M-shaped dataset (users.dat, movies.dat, ratings.dat)."""
+    counts = write_synthetic_movielens(out, users, movies, ratings_per_user, seed)
+    console.print(
+        f"wrote {counts.users} users, {counts.movies} movies, {counts.ratings} ratings to {out}"
+    )
+
+
+@app.command("run")
+def run_nightly(
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
+    raw_dir: Annotated[
+        Path | None, typer.Option(help="Raw MovieLens folder; synthetic data when omitted.")
+    ] = None,
+) -> None:
+    """Run the nightly retraining flow once, locally (Prefect without a server)."""
+    from flows.nightly_retrain import nightly_retrain
+
+    resolve_config(config, set_)  # fail fast, before Prefect starts
+    result = nightly_retrain(
+        config_file=config, data_root=data_root, raw_dir=raw_dir, overrides=set_
+    )
+    for key, value in result.items():
+        console.print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    app()

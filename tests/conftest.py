@@ -1,0 +1,40 @@
+"""Shared fixtures: offline environment, an isolated Prefect home, synthetic raw data."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flip_core.data.synth import write_synthetic_movielens
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+for _key, _value in {
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "HF_HUB_OFFLINE": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+
+@pytest.fixture(scope="session")
+def synthetic_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic MovieLens-shaped raw folder shared by the session (treat as read-only)."""
+    out = tmp_path_factory.mktemp("synthetic-raw")
+    write_synthetic_movielens(out, users=200, movies=150, ratings_per_user=40, seed=7)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[None]:
+    """One temporary Prefect API (sqlite in a temp dir) for the in-process flow tests."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
