@@ -54,7 +54,20 @@ class IngestConfig(_Section):
     """Raw log ingestion and validation."""
 
     dataset: str = "ml1m"
-    max_bad_share: float = Field(default=0.01, ge=0.0, le=1.0)
+    max_bad_share: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="Fail the ingest above this quarantined share."
+    )
+    max_line_bytes: int = Field(
+        default=65_536, ge=64, description="Longer raw lines are quarantined, never parsed."
+    )
+    chunk_mib: int = Field(
+        default=64, ge=1, description="Raw bytes parsed per batch; bounds memory on big files."
+    )
+    ingest_date: str | None = Field(
+        default=None,
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="Lake partition for this run (YYYY-MM-DD); None means today (UTC).",
+    )
     duckdb: DuckDBConfig = DuckDBConfig()
 
 
@@ -102,6 +115,21 @@ class TrainingConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False
     num_threads: int | None = Field(default=None, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="auto: bf16 autocast on CUDA GPUs that support it, else fp32."
+    )
+    monitor: Literal["auto", "valid_auc", "valid_loss"] = Field(
+        default="auto", description="Selection metric; auto: valid AUC if the model has logits."
+    )
+    scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = Field(default=0, ge=0)
+    eval_every_steps: int | None = Field(
+        default=None, ge=1, description="Also evaluate on valid every N steps (always per epoch)."
+    )
+    log_every_steps: int = Field(default=50, ge=1)
+    keep_checkpoints: int = Field(default=2, ge=1)
+    progress: bool = True
+    eval_batch_size: int | None = Field(default=None, ge=1)
 
 
 class PretrainConfig(_Section):
@@ -116,6 +144,20 @@ class PretrainConfig(_Section):
     mlm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
     mtm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
     max_rows: int | None = Field(default=None, ge=1)
+    single_pass: bool = Field(
+        default=False,
+        description="One PLM pass per step (MTM/ICL read the MLM-masked text; masks on disjoint "
+        "fields) instead of two.",
+    )
+    mtm_loss: Literal["sampled_softmax", "nce"] = "sampled_softmax"
+    mtm_num_negatives: int = Field(default=256, ge=1)
+    mtm_full_softmax_max_vocab: int = Field(
+        default=1024, ge=1, description="Fields with at most this many ids use a full softmax."
+    )
+    mtm_hidden_dim: int = Field(default=128, ge=1)
+    icl_dim: int = Field(default=128, ge=1)
+    icl_temperature: float = Field(default=0.07, gt=0.0, le=1.0)
+    icl_learn_temperature: bool = True
 
 
 class FinetuneConfig(_Section):
@@ -131,6 +173,15 @@ class MLflowConfig(_Section):
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "flip-ctr"
     registered_model: str = "flip-ctr"
+    stale_after_hours: float = Field(
+        default=24.0,
+        gt=0.0,
+        description="A RUNNING run whose owner cannot be checked (other host) is marked KILLED "
+        "after this long; on the same host a dead owner pid is enough.",
+    )
+    score_batch_size: int = Field(
+        default=8192, ge=1, description="Rows per forward pass when scoring raw rows."
+    )
 
 
 class GateConfig(_Section):
@@ -138,6 +189,9 @@ class GateConfig(_Section):
 
     min_valid_auc_gain: float = Field(default=0.001, ge=0.0)
     max_test_logloss_increase: float = Field(default=0.002, ge=0.0)
+    same_protocol_only: bool = Field(
+        default=True, description="Never replace a champion trained on another protocol."
+    )
 
 
 class FlipConfig(_Section):
