@@ -1,38 +1,79 @@
 """The nightly retraining flow: raw logs in, a gated, registered FLIP model out.
 
-Stages (those not yet built are listed in the README's roadmap):
-prepare raw data -> ingest -> validate -> features -> prompts -> pretrain -> finetune
--> evaluate -> register + gate.
+Stages: prepare raw data -> ingest -> validate -> features -> prompts -> pretrain -> finetune
+-> evaluate -> register + gate. Every stage is a task in `tasks/` that exchanges manifests (paths +
+content hashes) and caches on them (`tasks.caching.content_cache`), so a rerun after a failure
+skips the finished stages and a rerun on unchanged data does nothing new. Stages still being built
+are marked below; each joins the flow where its comment stands.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
-from flip_core.config import load_config
+from flows.params import flow_config
 from tasks.raw_data import prepare_raw_data
 
+Variant = Literal["flip", "flip_id", "flip_plm"]
+FLOW_TIMEOUT_S = 20 * 3600  # a night's run must end before the next night's starts
 
-@flow(name="nightly-retrain")
+
+@flow(name="nightly-retrain", timeout_seconds=FLOW_TIMEOUT_S)
 def nightly_retrain(
     config_file: Path | None = None,
+    dataset: str | None = None,
     data_root: Path | None = None,
     raw_dir: Path | None = None,
+    plm: str | None = None,
+    variants: list[Variant] | None = None,
     overrides: list[str] | None = None,
-) -> dict[str, str]:
-    """Run every built stage of the pipeline on one configuration."""
+    nproc_per_node: int = 1,
+) -> dict[str, Any]:
+    """Run every built stage of the pipeline on one configuration.
+
+    Args:
+        config_file: experiment YAML (relative to the working directory), e.g. configs/demo.yaml.
+        dataset: name of the dataset in the lake (`ingest.dataset`).
+        data_root: where the lake, features and models live (`paths.data_root`).
+        raw_dir: the inbox of raw files; synthetic data when omitted (`paths.raw_dir`).
+        plm: pretrained language model, hub name or local path (`plm.name`).
+        variants: finetuning variants to train (`finetune.variants`).
+        overrides: further `section.key=value` overrides, applied before the parameters above.
+        nproc_per_node: training processes per machine; above 1 training runs under torchrun.
+    """
     logger = get_run_logger()
-    extra = list(overrides or [])
-    if data_root is not None:
-        extra.append(f"paths.data_root={data_root}")
-    if raw_dir is not None:
-        extra.append(f"paths.raw_dir={raw_dir}")
-    config = load_config(config_file, extra)
+    config = flow_config(
+        config_file,
+        overrides,
+        **{
+            "ingest.dataset": dataset,
+            "paths.data_root": data_root,
+            "paths.raw_dir": raw_dir,
+            "plm.name": plm,
+            "finetune.variants": variants,
+        },
+    )
+    summary: dict[str, Any] = {}
 
     raw = prepare_raw_data(config)
-
     logger.info("Raw data ready: %s (hash %s)", raw.raw_dir, raw.content_hash[:12])
-    return {"raw_dir": str(raw.raw_dir), "raw_hash": raw.content_hash}
+    summary.update(raw_dir=str(raw.raw_dir), raw_hash=raw.content_hash)
+
+    # ingest + validate (issue 3): lake = ingest_raw(config, raw); validate_lake(config, lake)
+    # features + prompts (issue 4): features = build_features(config, lake)
+    # pretrain (issue 6), reused when data, config and code are unchanged
+    # finetune each variant (issue 6), evaluate, register + gate (issue 7)
+
+    _publish_summary(summary)
+    return summary
+
+
+def _publish_summary(summary: dict[str, Any]) -> None:
+    lines = ["# Nightly retrain", "", "| item | value |", "|---|---|"]
+    lines += [f"| {key} | `{value}` |" for key, value in summary.items()]
+    create_markdown_artifact("\n".join(lines) + "\n", key="nightly-summary")

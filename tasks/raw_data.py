@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from flip_core.config import FlipConfig
 from flip_core.data.synth import write_synthetic_movielens
 from flip_core.hashing import tree_sha256
+from tasks.caching import content_cache
+from tasks.faults import inject_faults
 from tasks.retry import retry_transient
 
 REQUIRED_FILES = ("users.dat", "movies.dat")
@@ -24,10 +26,22 @@ class RawDataManifest(BaseModel):
     synthetic: bool
 
 
-@task(name="prepare-raw-data", retries=2, retry_delay_seconds=5, retry_condition_fn=retry_transient)
+@task(
+    name="prepare-raw-data",
+    retries=2,
+    retry_delay_seconds=5,
+    retry_condition_fn=retry_transient,
+    timeout_seconds=1800,
+    **content_cache("paths", "synth", code=("flip_core/data/synth.py", "tasks/raw_data.py")),
+)
 def prepare_raw_data(config: FlipConfig) -> RawDataManifest:
-    """Return the configured raw folder, or write a seeded synthetic dataset under the data root."""
+    """Return the configured raw folder, or write a seeded synthetic dataset under the data root.
+
+    Cached on the raw folder's content (or the synthetic settings), so an unchanged inbox is not
+    hashed twice in a run and a rerun skips it.
+    """
     logger = get_run_logger()
+    inject_faults("prepare-raw-data")
     if config.paths.raw_dir is not None:
         raw_dir = config.paths.raw_dir
         _check_raw_dir(raw_dir)
