@@ -1,0 +1,419 @@
+"""Raw MovieLens-style files -> validated, versioned Parquet lake (+ quarantine).
+
+Per source file: numbered lines (`lines.py`) are parsed in SQL (`sql/ingest/parse_*.sql`),
+duplicates inside the file are kept once, rows the lake holds already are dropped, pandera checks
+the values (`schemas.py`), and the accepted rows are written with DuckDB `COPY` into a staging
+folder. Only when every file went through and the bad share is within the limit are the files
+renamed into the lake and the manifest rewritten; quarantined rows are kept either way.
+
+Dimension tables (users, movies) keep one row per key, the first version seen: re-sending an
+identical row adds nothing; a row whose key the lake holds with other attributes is quarantined
+("changed attributes"), so a corrected users.dat needs a deliberate rebuild of the lake rather than
+silently changing features of past training runs.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import secrets
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from flip_core.config import IngestConfig
+from flip_core.hashing import file_sha256
+from flip_core.lake.duck import connect
+from flip_core.lake.lines import LineStats, RawFileError, iter_line_batches
+from flip_core.lake.manifest import (
+    STAGING_PREFIX,
+    LakeManifest,
+    SourceEntry,
+    lake_dir,
+    load_manifest,
+    quarantine_dir,
+    remove_orphans,
+    save_manifest,
+    table_files,
+)
+from flip_core.lake.schemas import TABLES, failure_reasons, ratings_schema
+from flip_core.sql import load_sql
+
+ENCODING = "latin-1"
+_SHOWN_PROBLEMS = 3
+
+
+class IngestError(ValueError):
+    """The ingest failed; the message says which file and line, and what to do."""
+
+
+class BadShareError(IngestError):
+    """Too many rows were quarantined; nothing was added to the lake."""
+
+
+@dataclass
+class SourceReport:
+    """What happened to one raw file."""
+
+    table: str
+    path: Path
+    sha256: str
+    status: str = "ingested"  # ingested | skipped (same content already in the lake)
+    lines: int = 0
+    kept: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    already_in_lake: int = 0
+    blank_lines: int = 0
+    crlf_lines: int = 0
+    truncated: bool = False
+    problems: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def rows_seen(self) -> int:
+        """Data rows read (blank lines excluded)."""
+        return self.kept + self.quarantined + self.duplicates + self.already_in_lake
+
+
+@dataclass
+class IngestResult:
+    """The outcome of one ingest run."""
+
+    dataset: str
+    lake_dir: Path
+    quarantine_dir: Path
+    ingest_date: str
+    run_id: str
+    sources: list[SourceReport]
+    table_rows: dict[str, int]
+    removed_orphans: list[str] = field(default_factory=list)
+
+    def added(self, table: str) -> int:
+        """Rows this run added to `table`."""
+        return sum(s.kept for s in self.sources if s.table == table and s.status == "ingested")
+
+    def quarantined(self, table: str | None = None) -> int:
+        """Rows this run quarantined (in `table`, or in all tables)."""
+        return sum(s.quarantined for s in self.sources if table in (None, s.table))
+
+    @property
+    def messages(self) -> list[str]:
+        """Every note about the sources, in order."""
+        return [m for s in self.sources for m in s.messages]
+
+    def summary(self) -> str:
+        """A few lines for people: rows added per table, lake totals, notes."""
+        lines = [
+            f"lake {self.lake_dir} (ingest_date={self.ingest_date}, run {self.run_id}):",
+            *(
+                f"  {t}: +{self.added(t):,} rows, {self.quarantined(t):,} quarantined, "
+                f"{self.table_rows.get(t, 0):,} in the lake"
+                for t in TABLES
+            ),
+            *(f"  note: {m}" for m in self.messages),
+        ]
+        return "\n".join(lines)
+
+
+def find_sources(raw_dir: Path) -> list[tuple[str, Path]]:
+    """(table, path) of every raw file in `raw_dir`, dimensions first."""
+    if not raw_dir.is_dir():
+        raise IngestError(f"raw data folder {raw_dir} does not exist")
+    found: list[tuple[str, Path]] = []
+    for table in ("users", "movies"):
+        found += [(table, p) for p in sorted(raw_dir.glob(f"{table}*.dat*")) if _is_raw(p)]
+    found += [("ratings", p) for p in sorted(raw_dir.glob("ratings*.dat*")) if _is_raw(p)]
+    if not found:
+        raise IngestError(
+            f"{raw_dir} holds no raw files (users.dat, movies.dat, ratings*.dat[.gz])"
+        )
+    return found
+
+
+def _is_raw(path: Path) -> bool:
+    return path.is_file() and path.name.endswith((".dat", ".dat.gz"))
+
+
+def ingest_raw_dir(
+    raw_dir: Path,
+    data_root: Path,
+    config: IngestConfig | None = None,
+    ingest_date: str | None = None,
+) -> IngestResult:
+    """Ingest every raw file of `raw_dir` into `<data_root>/lake/<dataset>`.
+
+    Files whose content the lake manifest lists already are skipped. Raises `BadShareError` when
+    the quarantined share of a table passes `config.max_bad_share`, `IngestError` on unreadable
+    input; in both cases the lake is left as it was.
+    """
+    config = config or IngestConfig()
+    date = ingest_date or config.ingest_date or datetime.now(UTC).date().isoformat()
+    root = lake_dir(data_root, config.dataset)
+    root.mkdir(parents=True, exist_ok=True)
+    with _lake_lock(root):
+        manifest = load_manifest(root, config.dataset)
+        removed = remove_orphans(root, manifest)
+        run = _Run(root, quarantine_dir(data_root, config.dataset), date, config, manifest)
+        try:
+            for table, path in find_sources(raw_dir):
+                run.ingest_source(table, path)
+            run.check_bad_share(raw_dir)
+            run.commit()
+        finally:
+            run.close()
+    tables = {t: manifest.rows(t) for t in TABLES}
+    return IngestResult(
+        dataset=config.dataset,
+        lake_dir=root,
+        quarantine_dir=run.quarantine_root,
+        ingest_date=date,
+        run_id=run.run_id,
+        sources=run.reports,
+        table_rows=tables,
+        removed_orphans=removed,
+    )
+
+
+@contextmanager
+def _lake_lock(root: Path) -> Iterator[None]:
+    """One ingest at a time per lake."""
+    with (root / ".ingest.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IngestError(f"another ingest is running on {root}") from None
+        yield
+
+
+class _Run:
+    """State of one ingest run: staging folder, connection, reports, pending manifest entries."""
+
+    def __init__(
+        self,
+        root: Path,
+        quarantine_root: Path,
+        date: str,
+        config: IngestConfig,
+        manifest: LakeManifest,
+    ) -> None:
+        self.root = root
+        self.quarantine_root = quarantine_root
+        self.date = date
+        self.config = config
+        self.manifest = manifest
+        self.run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+        self.staging = root / f"{STAGING_PREFIX}{self.run_id}"
+        (self.staging / "tmp").mkdir(parents=True)
+        self.con = connect(config.duckdb, temp_directory=self.staging / "tmp")
+        self.reports: list[SourceReport] = []
+        self.entries: list[SourceEntry] = []
+        self.staged: dict[str, list[Path]] = {t: [] for t in TABLES}
+        self.quarantine_files: list[Path] = []
+
+    def ingest_source(self, table: str, path: Path) -> None:
+        sha = file_sha256(path)
+        report = SourceReport(table=table, path=path, sha256=sha)
+        self.reports.append(report)
+        if self.manifest.has_source(table, sha) or any(
+            e.table == table and e.sha256 == sha for e in self.entries
+        ):
+            report.status = "skipped"
+            report.messages.append(
+                f"{path.name}: already ingested (same content, sha256 {sha[:12]}), nothing added"
+            )
+            return
+        self._stage(table, path, report)
+        self._deduplicate(table)
+        self._validate(table)
+        self._collect(table, path, report)
+        self._write(table, path, report)
+
+    def _stage(self, table: str, path: Path, report: SourceReport) -> None:
+        self.con.execute(load_sql(f"ingest/stage_{table}"))
+        stats = LineStats()
+        batches = iter_line_batches(
+            path, ENCODING, self.config.chunk_mib << 20, self.config.max_line_bytes, stats
+        )
+        try:
+            for batch in batches:
+                self.con.register("batch", batch.table)
+                self.con.execute(load_sql(f"ingest/parse_{table}"))
+                self.con.unregister("batch")
+        except RawFileError as exc:
+            raise IngestError(f"{exc}; nothing was added to the lake") from None
+        report.lines = stats.lines
+        report.blank_lines = stats.blank_count
+        report.crlf_lines = stats.crlf_lines
+        report.truncated = stats.truncated
+        name = path.name
+        if stats.empty:
+            report.messages.append(f"{name}: empty file, nothing to ingest")
+        if stats.blank_count:
+            where = ", ".join(str(n) for n in stats.blank_lines)
+            more = ", ..." if stats.blank_count > len(stats.blank_lines) else ""
+            report.messages.append(
+                f"{name}: skipped {stats.blank_count} blank line(s) (line {where}{more})"
+            )
+        if stats.crlf_lines:
+            report.messages.append(
+                f"{name}: {stats.crlf_lines} line(s) end in CRLF; read as plain line ends"
+            )
+        if stats.truncated:
+            report.messages.append(
+                f"{name}: gzip stream is truncated after line {stats.lines}; the complete lines "
+                "were ingested, fetch the file again for the rest"
+            )
+
+    def _deduplicate(self, table: str) -> None:
+        self.con.execute(load_sql(f"ingest/dedup_{table}"))
+        existing = [str(p) for p in table_files(self.root, table) + self.staged[table]]
+        if existing:
+            self.con.execute(load_sql(f"ingest/lake_match_{table}"), {"files": existing})
+
+    def _validate(self, table: str) -> None:
+        frame = self.con.execute(load_sql("ingest/candidates")).df().set_index("line_number")
+        if frame.empty:
+            return
+        if table == "ratings":
+            schema = ratings_schema(self._known_ids("users"), self._known_ids("movies"))
+        else:
+            schema = TABLES[table].model.to_schema()
+        reasons = failure_reasons(schema, frame)
+        if not reasons:
+            return
+        rejected = pd.DataFrame(
+            {"line_number": np.fromiter(reasons, dtype=np.int64), "reason": list(reasons.values())}
+        )
+        self.con.register("rejected", rejected)
+        self.con.execute(load_sql("ingest/apply_reasons"))
+        self.con.unregister("rejected")
+
+    def _known_ids(self, table: str) -> np.ndarray:
+        files = [str(p) for p in table_files(self.root, table) + self.staged[table]]
+        if not files:
+            return np.empty(0, dtype=np.int32)
+        column = f"{table[:-1]}_id"
+        ids = self.con.execute(load_sql(f"ingest/known_{table}"), {"files": files}).df()
+        return ids[column].to_numpy()
+
+    def _collect(self, table: str, path: Path, report: SourceReport) -> None:
+        row = self.con.execute(load_sql("ingest/counts")).fetchone()
+        assert row is not None
+        report.kept, report.quarantined, report.duplicates, report.already_in_lake = map(int, row)
+        name = path.name
+        if report.duplicates:
+            report.messages.append(
+                f"{name}: {report.duplicates} duplicate line(s) inside the file, kept once"
+            )
+        if report.already_in_lake:
+            report.messages.append(
+                f"{name}: {report.already_in_lake} row(s) already in the lake, not added again"
+            )
+        if report.quarantined:
+            shown = self.con.execute(
+                load_sql("ingest/first_problems"), {"limit": _SHOWN_PROBLEMS}
+            ).fetchall()
+            report.problems = [f"{name} line {n}: {reason}" for n, reason in shown]
+            report.messages.append(
+                f"{name}: quarantined {report.quarantined} line(s); first: {report.problems[0]}"
+            )
+
+    def _write(self, table: str, path: Path, report: SourceReport) -> None:
+        part = f"ingest_date={self.date}/part-{self.run_id}-{len(self.entries):03d}.parquet"
+        files: list[str] = []
+        if report.kept:
+            target = self.staging / table / part
+            target.parent.mkdir(parents=True, exist_ok=True)
+            params = {"path": str(target)}
+            if table == "ratings":
+                params["source"] = path.name
+            self.con.execute(load_sql(f"ingest/write_{table}"), params)
+            self.staged[table].append(target)
+            files.append(f"{table}/{part}")
+        if report.quarantined:
+            target = self.staging / "quarantine" / table / part
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.con.execute(
+                load_sql(f"ingest/quarantine_{table}"),
+                {"path": str(target), "source": path.name},
+            )
+            self.quarantine_files.append(target)
+        self.entries.append(
+            SourceEntry(
+                table=table,
+                path=str(path.resolve()),
+                sha256=report.sha256,
+                rows=report.kept,
+                quarantined=report.quarantined,
+                duplicates=report.duplicates,
+                already_in_lake=report.already_in_lake,
+                ingest_date=self.date,
+                run_id=self.run_id,
+                files=files,
+            )
+        )
+
+    def check_bad_share(self, raw_dir: Path) -> None:
+        """Raise `BadShareError` (after keeping the quarantine) if a table has too many bad rows."""
+        limit = self.config.max_bad_share
+        failures: list[str] = []
+        for table in TABLES:
+            done = [r for r in self.reports if r.table == table and r.status == "ingested"]
+            seen = sum(r.rows_seen for r in done)
+            bad = sum(r.quarantined for r in done)
+            if seen and bad / seen > limit:
+                failures.append(
+                    f"{table}: {bad:,} of {seen:,} rows quarantined ({bad / seen:.2%}) "
+                    f"> limit {limit:.2%}"
+                )
+        if not failures:
+            return
+        self._move_quarantine()
+        problems = [p for r in self.reports for p in r.problems][:_SHOWN_PROBLEMS]
+        raise BadShareError(
+            f"ingest of {raw_dir} failed: {'; '.join(failures)}. First problems: "
+            f"{' | '.join(problems)}. Quarantine: {self.quarantine_root}. "
+            "Nothing was added to the lake."
+        )
+
+    def commit(self) -> None:
+        """Rename staged files into the lake, keep the quarantine, then rewrite the manifest."""
+        for table, paths in self.staged.items():
+            for staged in paths:
+                final = self.root / table / staged.relative_to(self.staging / table)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                staged.replace(final)
+        self._move_quarantine()
+        if self.entries:
+            self.manifest.sources.extend(self.entries)
+            save_manifest(self.root, self.manifest)
+
+    def _move_quarantine(self) -> None:
+        for staged in self.quarantine_files:
+            final = self.quarantine_root / staged.relative_to(self.staging / "quarantine")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            staged.replace(final)
+        self.quarantine_files = []
+
+    def close(self) -> None:
+        self.con.close()
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def read_quarantine(data_root: Path, dataset: str) -> pd.DataFrame:
+    """Every quarantined row of a dataset (source file, line number, reason, raw line)."""
+    files = sorted(quarantine_dir(data_root, dataset).glob("*/ingest_date=*/*.parquet"))
+    if not files:
+        return pd.DataFrame(
+            columns=["table_name", "source_file", "line_number", "reason", "raw_line"]
+        )
+    with duckdb.connect() as con:
+        query = load_sql("ingest/read_quarantine")
+        return con.execute(query, {"files": [str(f) for f in files]}).df()

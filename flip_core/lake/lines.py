@@ -1,0 +1,228 @@
+"""Raw text files -> numbered lines, in bounded batches, with byte-level problems flagged.
+
+Lines are split on `\\n` (a `\\r` right before it is dropped, so CRLF files read like LF files;
+a bare `\\r` elsewhere is a control byte). Line numbers are 1-based physical lines, blank lines
+included, so a message can point an editor at the exact line. Splitting and byte checks run in
+numpy over whole batches; only lines that need it (non-ASCII, bad bytes) touch Python one by one.
+Gzip input is streamed; a truncated stream yields every complete line and flags the partial one.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PREVIEW_CHARS = 200
+_READ_BYTES = 1 << 20
+
+
+class RawFileError(ValueError):
+    """The raw file cannot be read at all (corrupt compression, unknown encoding)."""
+
+
+@dataclass
+class LineStats:
+    """What the reader saw besides data lines; complete once iteration ends."""
+
+    lines: int = 0
+    blank_lines: list[int] = field(default_factory=list)
+    blank_count: int = 0
+    crlf_lines: int = 0
+    truncated: bool = False
+    empty: bool = True
+
+
+@dataclass(frozen=True)
+class LineBatch:
+    """Numbered lines (`line_number`, `line` without its newline, `issue` or null)."""
+
+    table: pa.Table
+
+
+def iter_line_batches(
+    path: Path, encoding: str, chunk_bytes: int, max_line_bytes: int, stats: LineStats
+) -> Iterator[LineBatch]:
+    """Yield the non-blank lines of `path` (plain or .gz) in batches of about `chunk_bytes`."""
+    _check_encoding(path, encoding)
+    carry = b""
+    first_line = 1
+    for block in _blocks(path, chunk_bytes, stats):
+        stats.empty = False
+        data = carry + block
+        cut = data.rfind(b"\n") + 1
+        carry = data[cut:]
+        if cut:
+            batch = _split(data[:cut], first_line, encoding, max_line_bytes, stats)
+            first_line = stats.lines + 1
+            if batch.table.num_rows:
+                yield batch
+    if carry:
+        batch = _split(carry, first_line, encoding, max_line_bytes, stats, partial=True)
+        if batch.table.num_rows:
+            yield batch
+
+
+def _check_encoding(path: Path, encoding: str) -> None:
+    try:
+        b"".decode(encoding)
+    except LookupError:
+        raise RawFileError(f"{path.name}: unknown encoding {encoding!r}") from None
+
+
+def _blocks(path: Path, chunk_bytes: int, stats: LineStats) -> Iterator[bytes]:
+    if path.suffix == ".gz":
+        yield from _gzip_blocks(path, chunk_bytes, stats)
+        return
+    with path.open("rb") as handle:
+        while block := handle.read(chunk_bytes):
+            yield block
+
+
+def _gzip_blocks(path: Path, chunk_bytes: int, stats: LineStats) -> Iterator[bytes]:
+    """Decompress a (possibly multi-member) gzip file; mark `stats.truncated` if it ends early."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    member_open = False
+    pending: list[bytes] = []
+    size = 0
+    with path.open("rb") as handle:
+        while raw := handle.read(_READ_BYTES):
+            while raw:
+                try:
+                    out = inflater.decompress(raw)
+                except zlib.error as exc:
+                    raise RawFileError(f"{path.name}: corrupt gzip data ({exc})") from None
+                member_open = True
+                pending.append(out)
+                size += len(out)
+                raw = b""
+                if inflater.eof:
+                    member_open = False
+                    raw = inflater.unused_data
+                    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            if size >= chunk_bytes:
+                yield b"".join(pending)
+                pending, size = [], 0
+    if member_open:
+        pending.append(inflater.flush())
+    stats.truncated = member_open
+    if any(pending):
+        yield b"".join(pending)
+
+
+def _split(
+    data: bytes,
+    first_line: int,
+    encoding: str,
+    max_line_bytes: int,
+    stats: LineStats,
+    partial: bool = False,
+) -> LineBatch:
+    """Split `data` (whole lines; the last one may lack its newline) into a numbered batch."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    ends = newlines if not partial else np.append(newlines, len(arr))
+    count = len(ends)
+    starts = np.empty(count, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1] + 1
+    has_cr = (ends > starts) & (arr[np.maximum(ends - 1, 0)] == 13)
+    content_ends = ends - has_cr
+    lengths = content_ends - starts
+    numbers = np.arange(first_line, first_line + count, dtype=np.int64)
+    stats.lines = int(numbers[-1]) if count else stats.lines
+    stats.crlf_lines += int(has_cr.sum())
+
+    issues: dict[int, str] = {}
+    texts: dict[int, str] = {}
+    _flag_bad_bytes(arr, starts, content_ends, issues)
+    _decode_non_ascii(data, arr, starts, content_ends, encoding, issues, texts)
+    for i in np.flatnonzero(lengths > max_line_bytes):
+        size = int(lengths[i])
+        issues[int(i)] = f"line is {size:,} bytes, over the {max_line_bytes:,}-byte limit"
+    if partial and stats.truncated and count:
+        issues[count - 1] = "incomplete last line: the gzip stream is truncated"
+
+    blank = lengths == 0
+    blank_numbers = numbers[blank]
+    stats.blank_count += len(blank_numbers)
+    stats.blank_lines.extend(int(n) for n in blank_numbers[: max(0, 5 - len(stats.blank_lines))])
+
+    # Offsets span each line plus its newline; SQL strips the trailing \r\n.
+    offsets = np.empty(count + 1, dtype=np.int64)
+    offsets[:-1] = starts
+    offsets[-1] = len(arr)
+    lines = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
+    replace = {**{i: _preview(data, starts[i], content_ends[i]) for i in issues}, **texts}
+    if replace:
+        mask = np.zeros(count, dtype=bool)
+        keys = sorted(replace)
+        mask[keys] = True
+        lines = pc.replace_with_mask(
+            lines, pa.array(mask), pa.array([replace[k] for k in keys], pa.large_string())
+        )
+    issue_col = (
+        pa.array([issues.get(i) for i in range(count)], pa.string())
+        if issues
+        else pa.nulls(count, pa.string())
+    )
+    table = pa.table({"line_number": numbers, "line": lines, "issue": issue_col})
+    if blank.any():
+        table = table.filter(pa.array(~blank))
+    return LineBatch(table=table)
+
+
+def _flag_bad_bytes(
+    arr: np.ndarray, starts: np.ndarray, ends: np.ndarray, issues: dict[int, str]
+) -> None:
+    """NUL and other control bytes (tab allowed; \\r only before \\n) make a line invalid."""
+    control = (arr < 32) & (arr != 9) & (arr != 10)
+    control |= arr == 127
+    positions = np.flatnonzero(control)
+    if not len(positions):
+        return
+    rows = np.searchsorted(starts, positions, side="right") - 1
+    inside = positions < ends[rows]  # a \r of a CRLF ending lies past the content end
+    for pos, row in zip(positions[inside].tolist(), rows[inside].tolist(), strict=True):
+        if row in issues:
+            continue
+        byte = int(arr[pos])
+        col = pos - int(starts[row]) + 1
+        what = "NUL byte" if byte == 0 else f"control byte 0x{byte:02x}"
+        issues[row] = f"invalid bytes: {what} at column {col}"
+
+
+def _decode_non_ascii(
+    data: bytes,
+    arr: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    encoding: str,
+    issues: dict[int, str],
+    texts: dict[int, str],
+) -> None:
+    """Decode lines with bytes >= 0x80 from `encoding`; lines that do not decode are flagged."""
+    positions = np.flatnonzero(arr >= 128)
+    if not len(positions):
+        return
+    rows = np.unique(np.searchsorted(starts, positions, side="right") - 1)
+    for row in rows.tolist():
+        if row in issues:
+            continue
+        raw = data[int(starts[row]) : int(ends[row])]
+        try:
+            texts[row] = raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            issues[row] = f"invalid bytes for {encoding} at column {exc.start + 1}"
+
+
+def _preview(data: bytes, start: int, end: int) -> str:
+    """A printable, bounded rendering of a bad line for the quarantine."""
+    raw = data[start : min(end, start + PREVIEW_CHARS)]
+    text = raw.decode("latin-1").encode("unicode_escape").decode("ascii")
+    return text + ("..." if end - start > PREVIEW_CHARS else "")

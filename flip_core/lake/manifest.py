@@ -1,0 +1,119 @@
+"""Lake layout and the lake manifest (which sources went in, with their content hashes).
+
+Layout: `<data_root>/lake/<dataset>/<table>/ingest_date=YYYY-MM-DD/part-<run>.parquet` and
+`<data_root>/lake/<dataset>/_manifest.json`; quarantined rows under
+`<data_root>/quarantine/<dataset>/<table>/ingest_date=YYYY-MM-DD/part-<run>.parquet`.
+A Parquet file in the lake that no manifest entry lists is an orphan of a crashed run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+MANIFEST_NAME = "_manifest.json"
+STAGING_PREFIX = ".staging-"
+
+
+def lake_dir(data_root: Path, dataset: str) -> Path:
+    """`<data_root>/lake/<dataset>`."""
+    return Path(data_root) / "lake" / dataset
+
+
+def quarantine_dir(data_root: Path, dataset: str) -> Path:
+    """`<data_root>/quarantine/<dataset>`."""
+    return Path(data_root) / "quarantine" / dataset
+
+
+def lake_table_glob(data_root: Path, dataset: str, table: str) -> str:
+    """Glob of every Parquet file of one lake table, for `read_parquet(?, hive_partitioning=true)`.
+
+    The hive column `ingest_date` (VARCHAR, YYYY-MM-DD) comes from the partition folder names.
+    """
+    return str(lake_dir(data_root, dataset) / table / "ingest_date=*" / "*.parquet")
+
+
+class SourceEntry(BaseModel):
+    """One ingested raw file."""
+
+    table: str
+    path: str
+    sha256: str
+    rows: int = Field(description="Rows added to the lake from this file.")
+    quarantined: int
+    duplicates: int = Field(description="Rows repeated inside the file, kept once.")
+    already_in_lake: int = Field(description="Rows the lake held already, not added again.")
+    ingest_date: str
+    run_id: str
+    files: list[str] = Field(description="Lake files written, relative to the dataset folder.")
+
+
+class LakeManifest(BaseModel):
+    """Everything that went into one dataset's lake."""
+
+    dataset: str
+    sources: list[SourceEntry] = []
+
+    def has_source(self, table: str, sha256: str) -> bool:
+        """Whether a file with this content went into `table` already."""
+        return any(s.table == table and s.sha256 == sha256 for s in self.sources)
+
+    def listed_files(self) -> set[str]:
+        """Every lake file (relative path) the manifest accounts for."""
+        return {f for s in self.sources for f in s.files}
+
+    def rows(self, table: str) -> int:
+        """Rows the manifest says `table` holds."""
+        return sum(s.rows for s in self.sources if s.table == table)
+
+
+def load_manifest(root: Path, dataset: str) -> LakeManifest:
+    """The manifest at `root/_manifest.json`, or an empty one."""
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        return LakeManifest(dataset=dataset)
+    return LakeManifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
+
+
+def save_manifest(root: Path, manifest: LakeManifest) -> None:
+    """Write the manifest atomically (temp file + rename)."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f"{MANIFEST_NAME}.tmp-{os.getpid()}"
+    tmp.write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    tmp.replace(root / MANIFEST_NAME)
+
+
+def table_files(root: Path, table: str) -> list[Path]:
+    """Committed Parquet files of one table (orphans included; see `remove_orphans`)."""
+    return sorted((root / table).glob("ingest_date=*/*.parquet"))
+
+
+def remove_orphans(root: Path, manifest: LakeManifest) -> list[str]:
+    """Delete staging folders and lake files no manifest entry lists; return what went."""
+    removed: list[str] = []
+    if not root.is_dir():
+        return removed
+    listed = manifest.listed_files()
+    for table_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if table_dir.name.startswith(STAGING_PREFIX):
+            _rmtree(table_dir)
+            removed.append(table_dir.name)
+            continue
+        for part in sorted(table_dir.glob("ingest_date=*/*.parquet")):
+            rel = part.relative_to(root).as_posix()
+            if rel not in listed:
+                part.unlink()
+                removed.append(rel)
+    return removed
+
+
+def _rmtree(path: Path) -> None:
+    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if child.is_dir():
+            child.rmdir()
+        else:
+            child.unlink()
+    path.rmdir()

@@ -1,0 +1,4 @@
+-- Rows of the staged source that parsed and are new: the frame pandera validates.
+SELECT * EXCLUDE (text, reason, dropped)
+FROM staged
+WHERE reason IS NULL AND dropped IS NULL;
