@@ -74,10 +74,20 @@ class IngestConfig(_Section):
 class FeaturesConfig(_Section):
     """Protocol, vocabularies and prompt rendering."""
 
-    protocol: str = "ml1m-time-811"
+    protocol: str = Field(
+        default="ml1m-time-811",
+        description="ml1m-time-811 | ml1m-random-811 | ml1m-ref-9010 (leaky: no valid split).",
+    )
     min_count: int = Field(default=1, ge=1)
-    template: str = "{field} is {value}."
+    template: str = Field(
+        default="{field} is {value}.", description="Per-field sentence; {value} once, {field}."
+    )
+    separator: str = Field(default=" ", description="Joins the field sentences of a row.")
     max_length: int = Field(default=128, ge=8)
+    verify_rows: int = Field(
+        default=512, ge=0, description="Rows per split re-tokenized whole to check the assembly."
+    )
+    duckdb: DuckDBConfig = DuckDBConfig()
 
 
 class PLMConfig(_Section):

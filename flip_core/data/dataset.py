@@ -1,0 +1,92 @@
+"""A map-style dataset over one built feature file, with batched row fetches.
+
+Columns are loaded once into numpy arrays. `__getitems__` (used by `DataLoader` when batching)
+gathers a whole batch at once; `with_text=False` skips the prompt columns entirely, which is the
+cheap path for ID-only models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from torch.utils.data import Dataset
+
+from flip_core.data.protocols import FIELDS
+
+
+@dataclass
+class RowBatch:
+    """Rows gathered from a `FeatureDataset` (numpy; the collate turns them into tensors)."""
+
+    index: np.ndarray  # [B] int64 row numbers in the file (seed the masks)
+    field_ids: np.ndarray  # [B, F] int64
+    labels: np.ndarray  # [B] float32
+    tokens: list[np.ndarray] | None = None  # B arrays of token ids
+    token_spans: np.ndarray | None = None  # [B, F, 2] int64
+
+    @staticmethod
+    def concat(parts: Sequence[RowBatch]) -> RowBatch:
+        """One batch from several (e.g. single rows from `__getitem__`)."""
+        if len(parts) == 1:
+            return parts[0]
+        with_text = parts[0].tokens is not None
+        return RowBatch(
+            index=np.concatenate([p.index for p in parts]),
+            field_ids=np.concatenate([p.field_ids for p in parts]),
+            labels=np.concatenate([p.labels for p in parts]),
+            tokens=[t for p in parts for t in (p.tokens or [])] if with_text else None,
+            token_spans=(
+                np.concatenate([p.token_spans for p in parts if p.token_spans is not None])
+                if with_text
+                else None
+            ),
+        )
+
+
+class FeatureDataset(Dataset[RowBatch]):
+    """Rows of one `{train,valid,test}.parquet` feature file."""
+
+    def __init__(
+        self, path: Path | str, with_text: bool = True, max_rows: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.with_text = with_text
+        columns = [*FIELDS, "label"] + (["input_ids", "token_spans"] if with_text else [])
+        table = pq.read_table(self.path, columns=columns)
+        if max_rows is not None:
+            table = table.slice(0, max_rows)
+        n = table.num_rows
+        self.field_ids = np.stack(
+            [table[f].to_numpy().astype(np.int64) for f in FIELDS], axis=1
+        ).reshape(n, len(FIELDS))
+        self.labels = table["label"].to_numpy().astype(np.float32)
+        self.token_values: np.ndarray | None = None
+        self.token_offsets: np.ndarray | None = None
+        self.token_spans: np.ndarray | None = None
+        if with_text:
+            ids = table["input_ids"].combine_chunks()
+            self.token_offsets = np.asarray(ids.offsets, dtype=np.int64)
+            self.token_values = np.asarray(ids.values, dtype=np.int64)
+            spans = table["token_spans"].combine_chunks()
+            self.token_spans = np.asarray(spans.values, dtype=np.int64).reshape(n, len(FIELDS), 2)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> RowBatch:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> RowBatch:
+        """A batch of rows in one gather."""
+        idx = np.asarray(indices, dtype=np.int64)
+        tokens = None
+        spans = None
+        if self.token_values is not None and self.token_offsets is not None:
+            starts, ends = self.token_offsets[idx], self.token_offsets[idx + 1]
+            tokens = [self.token_values[s:e] for s, e in zip(starts, ends, strict=True)]
+            spans = self.token_spans[idx] if self.token_spans is not None else None
+        return RowBatch(idx, self.field_ids[idx], self.labels[idx], tokens, spans)
