@@ -38,3 +38,12 @@ def prefect_api() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 (sqlite, local artifacts) for the session; its URI."""
+    from tests.mlflow_server import run_mlflow_server
+
+    with run_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server.uri

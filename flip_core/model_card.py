@@ -1,0 +1,52 @@
+"""A short markdown model card for a trained CTR model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelCardInfo:
+    """What the card says about one trained model."""
+
+    name: str
+    variant: str
+    protocol: str
+    data_hash: str
+    code_version: str
+    metrics: Mapping[str, float]
+    settings: Mapping[str, object] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def render_model_card(info: ModelCardInfo) -> str:
+    """Markdown: purpose, inputs, data, metrics table, settings, limitations."""
+    lines = [
+        f"# Model card: {info.name} ({info.variant})",
+        "",
+        "Predicts the probability that a user clicks (rates >= 4) a movie, from one raw log row: "
+        "user id, gender, age, occupation, zip, movie id, title, genres. Values never seen in "
+        "training map to an out-of-vocabulary id.",
+        "",
+        "## Data",
+        f"- protocol: `{info.protocol}` (time-ordered split; selected on valid, test reported)",
+        f"- data hash: `{info.data_hash}`",
+        f"- code version: `{info.code_version}`",
+        "",
+        "## Metrics",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {key} | {value:.5f} |" for key, value in sorted(info.metrics.items())],
+    ]
+    if info.settings:
+        lines += ["", "## Settings", *[f"- {k}: `{v}`" for k, v in info.settings.items()]]
+    lines += [
+        "",
+        "## Limitations",
+        "- Trained on MovieLens-style logs; other domains need retraining.",
+        "- Users or movies unseen in training rely on their side features only (cold start).",
+        *[f"- {note}" for note in info.notes],
+        "",
+    ]
+    return "\n".join(lines)

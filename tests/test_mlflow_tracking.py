@@ -1,0 +1,161 @@
+"""Run lifecycle and logging against a real `mlflow server` (sqlite, local artifacts)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from flip_core.config import FlipConfig, load_config
+from flip_core.model_card import ModelCardInfo
+from flip_core.training.callbacks import TrainerState
+from tasks import tracking
+
+pytestmark = pytest.mark.integration
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config(uri: str, experiment: str | None = None) -> FlipConfig:
+    name = experiment or f"test-{uuid.uuid4().hex[:8]}"
+    return load_config(overrides=[f"mlflow.tracking_uri={uri}", f"mlflow.experiment={name}"])
+
+
+def _owner_script(uri: str, experiment: str, behaviour: str) -> str:
+    return textwrap.dedent(
+        f"""
+        import sys, time
+        from flip_core.config import load_config
+        from tasks.tracking import tracked_run
+        cfg = load_config(overrides=["mlflow.tracking_uri={uri}", "mlflow.experiment={experiment}"])
+        with tracked_run(cfg, "train", flow_run_id="flow-{behaviour}") as run:
+            print(run.run_id, flush=True)
+            if "{behaviour}" == "fail":
+                raise RuntimeError("boom")
+            time.sleep(600)
+        """
+    )
+
+
+def _start_owner(uri: str, experiment: str, behaviour: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _owner_script(uri, experiment, behaviour)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    run_id = proc.stdout.readline().strip()
+    assert run_id, proc.stderr.read() if proc.stderr else "no output"
+    return proc, run_id
+
+
+def test_sigkilled_owner_leaves_no_running_run_after_next_start(mlflow_server: str) -> None:
+    cfg = _config(mlflow_server)
+    proc, run_id = _start_owner(mlflow_server, cfg.mlflow.experiment, "sleep")
+    client = MlflowClient(mlflow_server)
+    assert client.get_run(run_id).info.status == "RUNNING"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    with tracking.tracked_run(cfg, "next") as nxt:
+        killed = client.get_run(run_id)
+        assert killed.info.status == "KILLED"
+        assert "gone" in killed.data.tags[tracking.TAG_REPAIRED]
+        assert client.get_run(nxt.run_id).info.status == "RUNNING"
+    experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+    assert experiment is not None
+    running = client.search_runs(
+        [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"
+    )
+    assert running == []
+
+
+def test_sigterm_marks_killed_and_exception_marks_failed(mlflow_server: str) -> None:
+    cfg = _config(mlflow_server)
+    client = MlflowClient(mlflow_server)
+    proc, run_id = _start_owner(mlflow_server, cfg.mlflow.experiment, "sleep")
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert client.get_run(run_id).info.status == "KILLED"
+
+    proc, run_id = _start_owner(mlflow_server, cfg.mlflow.experiment, "fail")
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert client.get_run(run_id).info.status == "FAILED"
+
+
+def test_retried_flow_resumes_its_run(mlflow_server: str) -> None:
+    cfg = _config(mlflow_server)
+    client = MlflowClient(mlflow_server)
+    with pytest.raises(RuntimeError), tracking.tracked_run(cfg, "finetune", "flow-42") as first:
+        first.log_metrics({"valid/auc": 0.6}, step=1)
+        raise RuntimeError("transient")
+    assert client.get_run(first.run_id).info.status == "FAILED"
+    with tracking.tracked_run(cfg, "finetune", "flow-42") as second:
+        second.log_metrics({"valid/auc": 0.7}, step=2)
+    with tracking.tracked_run(cfg, "finetune", "flow-43") as other:
+        pass
+    assert second.resumed and second.run_id == first.run_id
+    assert other.run_id != first.run_id
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[tracking.TAG_FLOW_RUN] == "flow-42"
+    assert run.data.tags[tracking.TAG_ATTEMPTS] == "2"
+    history = client.get_metric_history(first.run_id, "valid/auc")
+    assert [(m.step, m.value) for m in history] == [(1, 0.6), (2, 0.7)]
+
+
+def test_logs_config_system_manifest_plots_card_and_callback(
+    mlflow_server: str, tmp_path: Path
+) -> None:
+    cfg = _config(mlflow_server)
+    client = MlflowClient(mlflow_server)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 500)
+    probs = np.clip(0.3 * labels + rng.uniform(0, 0.7, 500), 0, 1)
+    with tracking.tracked_run(cfg, "evaluate", "flow-log") as run:
+        tracking.log_config(run, cfg)
+        tracking.log_system_info(run)
+        tracking.log_manifest(run, {"data_hash": "abc123", "rows": 500})
+        flip_like = SimpleNamespace(mix_weight=torch.tensor(0.5))
+        callback = tracking.MLflowCallback(run, model=flip_like)
+        for step in range(1, 4):
+            state = TrainerState(step=step, epoch=step)
+            flip_like.mix_weight = torch.tensor(0.5 + step / 20)
+            callback.on_step(state, {"loss": 1.0 / step, "mlm_loss": 2.0 / step})
+            callback.on_eval(state, {"valid_loss": 1.5 / step, "valid_auc": 0.5 + step / 10})
+        metrics = tracking.log_evaluation(run, "valid", labels, probs)
+        plots = tracking.log_training_curves(run)
+        card = tracking.log_model_card(
+            run,
+            ModelCardInfo("flip-ctr", "flip_id", "ml1m-time-811", "abc123", "dev", metrics),
+        )
+    data = client.get_run(run.run_id).data
+    assert data.params["training.batch_size"] == str(cfg.training.batch_size)
+    assert data.params["id_model.hidden_units"] == "[256, 128]"
+    assert data.tags["sys.torch"] and data.tags["data.data_hash"] == "abc123"
+    assert metrics["valid_auc"] > 0.7 and data.metrics["valid_auc"] == metrics["valid_auc"]
+    assert data.metrics["valid/auc"] == pytest.approx(0.8)
+    assert "valid_auc" in card and "ml1m-time-811" in card
+    assert {"plots/curve_loss.png", "plots/fusion_weight.png"} <= set(plots)
+    fusion = client.get_metric_history(run.run_id, "train/fusion_a")
+    assert [round(m.value, 4) for m in fusion] == [0.55, 0.6, 0.65]
+    files = {f.path for f in client.list_artifacts(run.run_id, "plots")}
+    assert {"plots/roc_valid.png", "plots/calibration_valid.png", "plots/curve_auc.png"} <= files
+    assert {f.path for f in client.list_artifacts(run.run_id)} >= {
+        "config.yaml", "system.json", "model_card.md", "manifests", "plots"
+    }  # fmt: skip
+    local = client.download_artifacts(run.run_id, "config.yaml", str(tmp_path))
+    assert load_config(local) == cfg
