@@ -9,6 +9,7 @@ Gzip input is streamed; a truncated stream yields every complete line and flags 
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 PREVIEW_CHARS = 200
+_C1_CONTROL = re.compile("[\x80-\x9f]")
 _READ_BYTES = 1 << 20
 
 
@@ -216,9 +218,16 @@ def _decode_non_ascii(
             continue
         raw = data[int(starts[row]) : int(ends[row])]
         try:
-            texts[row] = raw.decode(encoding)
+            text = raw.decode(encoding)
         except UnicodeDecodeError as exc:
             issues[row] = f"invalid bytes for {encoding} at column {exc.start + 1}"
+            continue
+        control = _C1_CONTROL.search(text)
+        if control:
+            code, col = ord(control.group()), control.start() + 1
+            issues[row] = f"invalid bytes: control character U+{code:04X} at column {col}"
+        else:
+            texts[row] = text
 
 
 def _preview(data: bytes, start: int, end: int) -> str:

@@ -139,6 +139,8 @@ def _reasons(cases: pd.DataFrame) -> dict[int, str]:
 
 def _describe(column: Any, check: str, value: Any) -> str:
     name = column if isinstance(column, str) else "row"
+    if isinstance(value, np.generic):
+        value = value.item()
     if check.startswith(("field_uniqueness", "multiple_fields_uniqueness")):
         return "duplicate key"
     if check in ("known_user", "known_movie"):

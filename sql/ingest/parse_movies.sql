@@ -23,7 +23,7 @@ SELECT
     CASE WHEN reason IS NULL THEN movie_id END,
     CASE WHEN reason IS NULL THEN f[2] END,
     CASE WHEN reason IS NULL THEN f[3] END,
-    CASE WHEN reason IS NOT NULL THEN left(text, 200) END,
+    CASE WHEN reason IS NOT NULL THEN left(text, 1000) END,
     reason,
     NULL
 FROM checked;

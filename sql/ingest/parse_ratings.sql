@@ -45,7 +45,7 @@ SELECT
     CASE WHEN reason IS NULL THEN movie_id END,
     CASE WHEN reason IS NULL THEN rating END,
     CASE WHEN reason IS NULL THEN timestamp END,
-    CASE WHEN reason IS NOT NULL THEN left(rtrim(line, chr(13) || chr(10)), 200) END,
+    CASE WHEN reason IS NOT NULL THEN left(rtrim(line, chr(13) || chr(10)), 1000) END,
     reason,
     NULL
 FROM checked;

@@ -34,7 +34,7 @@ SELECT
     CASE WHEN reason IS NULL THEN age END,
     CASE WHEN reason IS NULL THEN occupation END,
     CASE WHEN reason IS NULL THEN f[5] END,
-    CASE WHEN reason IS NOT NULL THEN left(text, 200) END,
+    CASE WHEN reason IS NOT NULL THEN left(text, 1000) END,
     reason,
     NULL
 FROM checked;
