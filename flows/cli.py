@@ -10,6 +10,7 @@ from rich.console import Console
 
 from flip_core.config import ConfigError, FlipConfig, load_config
 from flip_core.data.synth import write_synthetic_movielens
+from flows.ingest_cli import download_command, ingest_command
 
 app = typer.Typer(
     help="FLIP CTR pipeline: ingest, features, pretrain, finetune, register.", no_args_is_help=True
@@ -18,6 +19,8 @@ config_app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
 data_app = typer.Typer(help="Raw data: synthesize, download, ingest.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+data_app.command("ingest")(ingest_command)
+data_app.command("download")(download_command)
 
 console = Console()
 err_console = Console(stderr=True)
