@@ -68,7 +68,8 @@ class Trainer:
     """Train `model` on `train_dataset`, select on `valid_dataset`, checkpoint to `output_dir`.
 
     `collate_fn` builds a batch dict from a list of rows (or is `keep_batch` for datasets with
-    `__getitems__`). `monitor` overrides `config.monitor`. The best weights are written to
+    `__getitems__`). `config.monitor` picks the selection metric ("auto": valid AUC when the
+    model returns `logits` and the batch has `labels`, else valid loss). The best weights go to
     `<output_dir>/best/` (via `model.save_pretrained` when the model has it) and loaded back into
     `model` when training ends.
     """
@@ -110,6 +111,7 @@ class Trainer:
         self.model.to(self.device)
         self._forward_keys = _accepted_keys(model)
         self.state = TrainerState(is_main=ddp.is_main_process())
+        self.monitor = self._monitor_name()
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -131,7 +133,6 @@ class Trainer:
         if checkpoint is not None:
             self.state = load_checkpoint(checkpoint, self.model, optimizer, scheduler, self.device)
             self.state.is_main = ddp.is_main_process()
-        monitor = self._monitor_name()
         for cb in self.callbacks:
             cb.on_train_begin(self.state)
         last_valid: dict[str, float] = {}
@@ -145,7 +146,7 @@ class Trainer:
             self.state.stopped_early = True
         finally:
             bar.close()
-        return self._finish(monitor, last_valid)
+        return self._finish(self.monitor, last_valid)
 
     @torch.no_grad()
     def evaluate(self, dataset: Dataset[Any], prefix: str = "valid") -> dict[str, float]:
@@ -253,7 +254,7 @@ class Trainer:
                 self._validate()
             if self.state.step % cfg.checkpoint_every_steps == 0:
                 self._checkpoint(optimizer, scheduler)
-            if self._done(total_steps):
+            if self.state.step >= total_steps and i + 1 < num_batches:  # max_steps mid-epoch
                 metrics = self._validate(raise_on_stop=False)
                 self._checkpoint(optimizer, scheduler)
                 return metrics
@@ -284,7 +285,7 @@ class Trainer:
         if self.valid_dataset is None:
             return {}
         metrics = self.evaluate(self.valid_dataset, "valid")
-        monitor = self._monitor_name(metrics)
+        monitor = self.monitor = self._monitor_name(metrics)
         value = metrics.get(monitor, math.nan)
         higher = monitor.endswith("auc")
         best = self.state.best_metric
@@ -427,7 +428,7 @@ class Trainer:
         if self.config.monitor != "auto":
             return self.config.monitor
         if metrics is None:
-            return "valid_auc|valid_loss"
+            return "auto"
         return "valid_auc" if "valid_auc" in metrics else "valid_loss"
 
     def _done(self, total_steps: int) -> bool:

@@ -1,0 +1,297 @@
+"""The shared trainer: exact resume after a kill, accumulation, selection, monitors, callbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from flip_core.config import IDModelConfig, TrainingConfig
+from flip_core.models import build_id_model
+from flip_core.training import (
+    JsonlMetricsCallback,
+    TensorDictDataset,
+    Trainer,
+    TrainerCallback,
+    TrainerState,
+    keep_batch,
+    list_checkpoints,
+    seed_everything,
+)
+
+torch.set_num_threads(1)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VOCAB = [20, 6, 9, 40, 7, 50, 50, 12]
+
+
+def make_data(rows: int, seed: int, flip_labels: bool = False) -> TensorDictDataset:
+    """Learnable synthetic rows: labels from a fixed random logistic model over the ids."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.stack([torch.randint(3, v, (rows,), generator=gen) for v in VOCAB], dim=1)
+    weights = torch.randn(sum(VOCAB), generator=torch.Generator().manual_seed(123)) * 1.5
+    offsets = torch.tensor([0, *VOCAB[:-1]]).cumsum(0)
+    logits = weights[ids + offsets].sum(dim=1)
+    labels = (torch.rand(rows, generator=gen) < torch.sigmoid(logits)).float()
+    if flip_labels:
+        labels = 1.0 - labels
+    extra = torch.zeros(rows, 3, dtype=torch.long)  # a key no ID model accepts
+    return TensorDictDataset({"field_ids": ids, "labels": labels, "input_ids": extra})
+
+
+def make_model(seed: int = 0, dropout: float = 0.1) -> nn.Module:
+    seed_everything(seed)
+    cfg = IDModelConfig(embedding_dim=8, hidden_units=[32, 16], dropout=dropout)
+    return build_id_model("dcnv2", VOCAB, cfg)
+
+
+RESUME_CONFIG = TrainingConfig(
+    batch_size=32,
+    epochs=2,
+    learning_rate=3e-3,
+    scheduler="linear",
+    warmup_steps=3,
+    checkpoint_every_steps=5,
+    eval_every_steps=4,
+    early_stopping_patience=0,
+    log_every_steps=1,
+    num_threads=1,
+    progress=False,
+    seed=7,
+)
+
+
+def resume_trainer(out: Path) -> Trainer:
+    return Trainer(
+        make_model(),
+        RESUME_CONFIG,
+        make_data(512, seed=1),
+        make_data(128, seed=2),
+        output_dir=out,
+        collate_fn=keep_batch,
+    )
+
+
+class _KillAt(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step(self, state: TrainerState, logs: dict[str, float]) -> None:
+        if state.step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_until_killed(out: str, kill_step: int) -> None:
+    """Entry point for the subprocess: train and SIGKILL this process at `kill_step`."""
+    trainer = resume_trainer(Path(out))
+    trainer.callbacks.append(_KillAt(kill_step))
+    trainer.train()
+
+
+def _state(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path) -> None:
+    reference = resume_trainer(tmp_path / "full")
+    full = reference.train()
+    assert full.global_step == 32 and full.epochs_completed == 2
+
+    killed_dir = tmp_path / "killed"
+    code = (
+        "from tests.test_trainer import run_until_killed; "
+        f"run_until_killed({str(killed_dir)!r}, 13)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    checkpoints = list_checkpoints(killed_dir / "checkpoints")
+    assert [p.name for p in checkpoints] == ["checkpoint-5", "checkpoint-10"]
+
+    resumed = resume_trainer(killed_dir)
+    result = resumed.train(resume_from="latest")
+    assert result.global_step == 32
+    assert result.best_step == full.best_step
+    assert result.best_metric == pytest.approx(full.best_metric, abs=1e-6)
+    # The final (best-restored) weights agree with the uninterrupted run's.
+    ref_state, new_state = _state(reference.model), _state(resumed.model)
+    for key, value in ref_state.items():
+        torch.testing.assert_close(new_state[key], value, rtol=0, atol=1e-6, msg=key)
+    # So do the last training weights, saved in each run's final checkpoint.
+    last_ref = list_checkpoints(tmp_path / "full" / "checkpoints")[-1]
+    last_new = list_checkpoints(killed_dir / "checkpoints")[-1]
+    assert last_ref.name == last_new.name == "checkpoint-32"
+    from safetensors.torch import load_file
+
+    a, b = load_file(last_ref / "model.safetensors"), load_file(last_new / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+    # Loss logs after the resume point match too.
+    ref_losses = {h["step"]: h["loss"] for h in full.history if "loss" in h}
+    new_losses = {h["step"]: h["loss"] for h in result.history if "loss" in h}
+    for step in range(11, 33):
+        assert new_losses[step] == pytest.approx(ref_losses[step], abs=1e-6)
+
+
+def _plain_config(**kw: object) -> TrainingConfig:
+    base: dict[str, object] = {
+        "batch_size": 32,
+        "epochs": 1,
+        "learning_rate": 3e-3,
+        "log_every_steps": 1,
+        "num_threads": 1,
+        "progress": False,
+        "checkpoint_every_steps": 1000,
+    }
+    base.update(kw)
+    return TrainingConfig.model_validate(base)
+
+
+def test_grad_accumulation_equals_larger_batch(tmp_path: Path) -> None:
+    data = make_data(256, seed=3)
+    big = Trainer(
+        make_model(dropout=0.0),
+        _plain_config(),
+        data,
+        output_dir=tmp_path / "a",
+        collate_fn=keep_batch,
+    )
+    big.train()
+    accum_cfg = _plain_config(batch_size=16, grad_accum_steps=2)
+    small = Trainer(
+        make_model(dropout=0.0), accum_cfg, data, output_dir=tmp_path / "b", collate_fn=keep_batch
+    )
+    result = small.train()
+    assert result.global_step == 8
+    for key, value in _state(big.model).items():
+        torch.testing.assert_close(_state(small.model)[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_learns_and_selects_best_on_valid(tmp_path: Path) -> None:
+    cfg = _plain_config(epochs=3, early_stopping_patience=5)
+    trainer = Trainer(
+        make_model(),
+        cfg,
+        make_data(2048, seed=4),
+        make_data(512, seed=5),
+        output_dir=tmp_path,
+        collate_fn=keep_batch,
+    )
+    result = trainer.train()
+    evals = [h for h in result.history if "valid_auc" in h]
+    assert len(evals) == 3
+    assert result.monitor == "valid_auc"
+    assert result.best_metric == max(h["valid_auc"] for h in evals)
+    assert result.best_metric > 0.75  # the synthetic signal is learnable
+    assert (tmp_path / "best" / "config.json").is_file()
+    # The model handed back holds the best weights.
+    again = trainer.evaluate(make_data(512, seed=5))
+    assert again["valid_auc"] == pytest.approx(result.best_metric, abs=1e-9)
+
+
+def test_early_stopping_when_valid_gets_worse(tmp_path: Path) -> None:
+    # Valid labels are the train labels' opposite: the more it learns, the worse valid AUC gets.
+    cfg = _plain_config(epochs=5, eval_every_steps=4, early_stopping_patience=2)
+    trainer = Trainer(
+        make_model(),
+        cfg,
+        make_data(1024, seed=6),
+        make_data(256, seed=7, flip_labels=True),
+        output_dir=tmp_path,
+        collate_fn=keep_batch,
+    )
+    result = trainer.train()
+    evals = [h for h in result.history if "valid_auc" in h]
+    assert result.stopped_early
+    assert result.global_step < 5 * 32
+    assert result.best_metric == max(h["valid_auc"] for h in evals)
+    assert evals[-1]["valid_auc"] < result.best_metric
+
+
+@dataclass
+class _LossOnly:
+    loss: Tensor
+
+
+class _ReconstructIds(nn.Module):
+    """A pretraining-like model: loss only, no logits (monitor falls back to valid loss)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(64, 8)
+        self.out = nn.Linear(8, 64)
+
+    def forward(self, field_ids: Tensor) -> _LossOnly:
+        logits = self.out(self.embed(field_ids.clamp(max=63)))
+        return _LossOnly(nn.functional.cross_entropy(logits.flatten(0, 1), field_ids.flatten()))
+
+
+class _Recorder(TrainerCallback):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def on_train_begin(self, state: TrainerState) -> None:
+        self.events.append("begin")
+
+    def on_step(self, state: TrainerState, logs: dict[str, float]) -> None:
+        self.events.append("step")
+
+    def on_eval(self, state: TrainerState, metrics: dict[str, float]) -> None:
+        self.events.append("eval")
+
+    def on_epoch_end(self, state: TrainerState, metrics: dict[str, float]) -> None:
+        self.events.append("epoch")
+
+    def on_checkpoint(self, state: TrainerState, path: Path) -> None:
+        self.events.append("checkpoint")
+
+    def on_train_end(self, state: TrainerState, metrics: dict[str, float]) -> None:
+        self.events.append("end")
+
+
+def test_loss_only_model_monitors_valid_loss_and_calls_callbacks(tmp_path: Path) -> None:
+    recorder = _Recorder()
+    jsonl = tmp_path / "metrics.jsonl"
+    cfg = _plain_config(epochs=2, progress=True, learning_rate=3e-2)
+    torch.manual_seed(0)
+    trainer = Trainer(
+        _ReconstructIds(),
+        cfg,
+        make_data(128, seed=8),
+        make_data(64, seed=9),
+        output_dir=tmp_path / "run",
+        collate_fn=keep_batch,
+        callbacks=[recorder, JsonlMetricsCallback(jsonl)],
+    )
+    result = trainer.train()
+    evals = [h for h in result.history if "valid_loss" in h]
+    assert result.monitor == "valid_loss" and "valid_auc" not in evals[0]
+    assert result.best_metric == min(h["valid_loss"] for h in evals)
+    assert evals[-1]["valid_loss"] < evals[0]["valid_loss"]
+    assert (tmp_path / "run" / "best" / "model.safetensors").is_file()
+    assert recorder.events[0] == "begin" and recorder.events[-1] == "end"
+    assert recorder.events.count("step") == 8
+    assert recorder.events.count("epoch") == 2 and recorder.events.count("checkpoint") == 2
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert {line["kind"] for line in lines} == {"step", "eval"}
+    assert all(line["samples_per_s"] > 0 for line in lines if line["kind"] == "step")
+
+
+def test_bad_settings_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="bf16"):
+        Trainer(
+            make_model(),
+            _plain_config(precision="bf16", device="cpu"),
+            make_data(8, 0),
+            output_dir=tmp_path,
+        )
+    trainer = Trainer(make_model(), _plain_config(), make_data(8, 0), output_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a checkpoint"):
+        trainer.train(resume_from=tmp_path / "nothing")
