@@ -1,0 +1,132 @@
+"""The benchmark behind docs/results.md: models (and FLIP variants) x seeds on one protocol.
+
+One flow run trains every (model, seed) pair on the same features, aggregates test AUC and
+logloss as mean ± std over seeds, and rewrites the table between the markers
+`<!-- benchmark:begin -->` and `<!-- benchmark:end -->` in the results file (the rest of the
+file, prose written by people, is kept). Finished pairs are cache hits on a rerun.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from flows.params import flow_config
+from tasks.raw_data import prepare_raw_data
+
+BEGIN = "<!-- benchmark:begin -->"
+END = "<!-- benchmark:end -->"
+METRICS = ("test_auc", "test_logloss")
+
+
+class RunResult(BaseModel):
+    """Metrics of one trained model (one name, one seed)."""
+
+    model: str
+    seed: int
+    metrics: dict[str, float]
+
+
+def aggregate(
+    results: Sequence[RunResult], metrics: Sequence[str] = METRICS
+) -> list[dict[str, Any]]:
+    """One row per model: run count and mean/std of each metric over seeds (order of first run)."""
+    rows: list[dict[str, Any]] = []
+    for model in dict.fromkeys(r.model for r in results):
+        runs = [r for r in results if r.model == model]
+        row: dict[str, Any] = {"model": model, "seeds": len(runs)}
+        for name in metrics:
+            values = [r.metrics[name] for r in runs if name in r.metrics]
+            row[name] = (
+                statistics.fmean(values) if values else None,
+                statistics.stdev(values) if len(values) > 1 else 0.0,
+            )
+        rows.append(row)
+    return rows
+
+
+def results_markdown(
+    rows: Sequence[dict[str, Any]], protocol: str, command: str, metrics: Sequence[str] = METRICS
+) -> str:
+    """The table (mean ± std over seeds) with the protocol and the command that produced it."""
+    lines = [
+        f"Protocol `{protocol}`; mean ± std over seeds. Produced by:",
+        "",
+        "```bash",
+        command,
+        "```",
+        "",
+        "| model | seeds | " + " | ".join(metrics) + " |",
+        "|---|---|" + "---|" * len(metrics),
+    ]
+    for row in rows:
+        cells = []
+        for name in metrics:
+            mean, std = row[name]
+            cells.append("-" if mean is None else f"{mean:.4f} ± {std:.4f}")
+        lines.append(f"| {row['model']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(path: Path, table: str) -> None:
+    """Replace the text between the benchmark markers in `path` (append a section if absent)."""
+    block = f"{BEGIN}\n{table}{END}"
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Results\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n## Benchmark\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+@flow(name="benchmark", timeout_seconds=48 * 3600)
+def benchmark(
+    config_file: Path | None = None,
+    data_root: Path | None = None,
+    raw_dir: Path | None = None,
+    protocol: str | None = None,
+    models: list[str] | None = None,
+    seeds: list[int] | None = None,
+    results_path: Path = Path("docs/results.md"),
+    overrides: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Train `models` x `seeds` on `protocol`, then rewrite the table in `results_path`.
+
+    Args:
+        config_file: experiment YAML; its id_model/training sections are the shared settings.
+        data_root: where the lake, features and models live (`paths.data_root`).
+        raw_dir: raw MovieLens-style folder; synthetic data when omitted.
+        protocol: the split protocol (`features.protocol`), e.g. ml1m-time-811.
+        models: ID backbones to train (default: the configured one).
+        seeds: training seeds (default: 0, 1, 2).
+        results_path: the Markdown file whose benchmark table is rewritten.
+        overrides: further `section.key=value` overrides.
+    """
+    logger = get_run_logger()
+    config = flow_config(
+        config_file,
+        overrides,
+        **{"paths.data_root": data_root, "paths.raw_dir": raw_dir, "features.protocol": protocol},
+    )
+    models = models or [config.id_model.backbone]
+    seeds = seeds if seeds is not None else [0, 1, 2]
+    raw = prepare_raw_data(config)
+    logger.info("Benchmark of %s x seeds %s on %s", models, seeds, raw.raw_dir)
+    raise RuntimeError(
+        "the benchmark needs the ingest, features and training stages (issues 3-5), "
+        "which are not wired into flows/benchmark.py yet"
+    )
+
+
+def _publish(table: str) -> None:
+    create_markdown_artifact(table, key="benchmark-results")
