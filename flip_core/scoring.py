@@ -1,0 +1,105 @@
+"""Score raw log rows with a saved CTR model: encode fields (unseen -> OOV), batch, predict.
+
+Raw rows carry the eight log fields (user id, gender, age, occupation, zip, movie id, title,
+genres) as they appear in the logs; nothing else is needed. Models served here use the ID view
+only (`FLIP_ID` or a plain ID backbone), so no language model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from flip_core.data.feature_map import OOV_ID, FeatureMap
+
+RAW_FIELDS: tuple[str, ...] = (
+    "user_id", "gender", "age", "occupation", "zip", "movie_id", "title", "genres"
+)  # fmt: skip
+INTEGER_FIELDS = frozenset({"user_id", "age", "occupation", "movie_id"})
+
+
+class ScoringError(ValueError):
+    """The input rows or the model directory cannot be scored."""
+
+
+def _canonical(value: Any) -> Any:
+    """The string-keyed vocabularies store integers as `"25"`: map 25.0 (from JSON/NaN) to 25."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return int(value)
+    return value
+
+
+def encode_rows(feature_map: FeatureMap, frame: pd.DataFrame) -> np.ndarray:
+    """Field ids `[N, F]` (int64) of raw rows; unseen or missing values become OOV."""
+    missing = [name for name in feature_map.field_names if name not in frame.columns]
+    if missing:
+        raise ScoringError(
+            f"input lacks column(s) {', '.join(missing)}; "
+            f"expected {', '.join(feature_map.field_names)}"
+        )
+    ids = np.empty((len(frame), len(feature_map.field_names)), dtype=np.int64)
+    for j, name in enumerate(feature_map.field_names):
+        codes, uniques = pd.factorize(frame[name], use_na_sentinel=True)
+        table = np.append(
+            feature_map.encode_many(name, (_canonical(v) for v in uniques)), OOV_ID
+        )  # code -1 (missing) picks the trailing OOV
+        ids[:, j] = table[codes]
+    return ids
+
+
+def load_ctr_model(model_dir: Path) -> nn.Module:
+    """Load a saved ID-only click model (plain ID backbone or FLIP_ID) for inference."""
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        raise ScoringError(f"{model_dir}: no config.json; not a saved model directory")
+    meta = json.loads(config_path.read_text(encoding="utf-8"))
+    if meta.get("model_type") == "id_model":
+        from flip_core.models.id.base import IDModel
+
+        return IDModel.from_pretrained(model_dir)
+    if meta.get("kind") == "ctr" and meta.get("variant") == "flip_id":
+        from flip_core.models.flip import FlipForCTR
+
+        return FlipForCTR.from_pretrained(model_dir)
+    raise ScoringError(
+        f"{model_dir}: only ID-only click models (ID backbone or FLIP_ID) are served from raw "
+        f"rows; got kind={meta.get('kind', meta.get('model_type'))!r} "
+        f"variant={meta.get('variant')!r}"
+    )
+
+
+class RawRowScorer:
+    """Click probabilities for raw rows, in fixed-size batches (memory flat in the row count)."""
+
+    def __init__(self, model: nn.Module, feature_map: FeatureMap, batch_size: int = 8192) -> None:
+        self.model = model.eval()
+        self.feature_map = feature_map
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(cls, model_dir: Path | str, batch_size: int = 8192) -> RawRowScorer:
+        """Model + `feature_map.json` from one saved model directory."""
+        path = Path(model_dir)
+        if not (path / "feature_map.json").is_file():
+            raise ScoringError(f"{path}: no feature_map.json next to the model")
+        return cls(load_ctr_model(path), FeatureMap.load(path), batch_size)
+
+    @torch.inference_mode()
+    def predict_ids(self, field_ids: np.ndarray) -> np.ndarray:
+        """Probabilities `[N]` (float64) for already-encoded field ids."""
+        out = np.empty(len(field_ids), dtype=np.float64)
+        for start in range(0, len(field_ids), self.batch_size):
+            batch = torch.from_numpy(field_ids[start : start + self.batch_size])
+            logits = self.model(field_ids=batch).logits
+            out[start : start + len(batch)] = torch.sigmoid(logits.float()).numpy()
+        return out
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probabilities `[N]` for raw rows (a DataFrame with the raw field columns)."""
+        return self.predict_ids(encode_rows(self.feature_map, frame))

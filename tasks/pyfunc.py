@@ -1,0 +1,98 @@
+"""The MLflow pyfunc that serves click probabilities for raw log rows.
+
+The logged model holds the saved model directory (config.json, model.safetensors,
+feature_map.json) as an artifact and the small `tasks/pyfunc_model.py` as "model from code", so
+nothing is pickled. Its code comes from the installed `flip-ctr` package (the model records the
+exact version in its requirements and the git commit in its registry tags): serve it with
+`--env-manager local` from an environment where the project is installed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types import ColSpec, Schema
+
+from flip_core.scoring import INTEGER_FIELDS, RAW_FIELDS, RawRowScorer
+
+MODEL_DIR_ARTIFACT = "model_dir"
+OUTPUT_COLUMN = "probability"
+ENTRY_POINT = Path(__file__).with_name("pyfunc_model.py")
+
+EXAMPLE_ROWS = pd.DataFrame(
+    [
+        {"user_id": 1, "gender": "F", "age": 1, "occupation": 10, "zip": "48067",
+         "movie_id": 1193, "title": "One Flew Over the Cuckoo's Nest (1975)", "genres": "Drama"},
+        {"user_id": 999999, "gender": "M", "age": 25, "occupation": 4, "zip": "00000",
+         "movie_id": 999999, "title": "Never Seen (2031)", "genres": "Comedy|Sci-Fi"},
+    ]
+)  # fmt: skip
+
+
+def raw_row_signature() -> ModelSignature:
+    """Input: the eight raw log fields; output: one click probability per row."""
+    inputs = Schema(
+        [ColSpec("long" if name in INTEGER_FIELDS else "string", name) for name in RAW_FIELDS]
+    )
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", OUTPUT_COLUMN)]))
+
+
+class RawRowCTRModel(PythonModel):
+    """pyfunc: raw rows (DataFrame) -> DataFrame with a `probability` column."""
+
+    def __init__(self) -> None:
+        self.scorer: RawRowScorer | None = None
+
+    def load_context(self, context: PythonModelContext) -> None:
+        """Load the model directory artifact; batch size from the model config."""
+        config = context.model_config or {}
+        self.scorer = RawRowScorer.from_pretrained(
+            context.artifacts[MODEL_DIR_ARTIFACT], batch_size=int(config.get("batch_size", 8192))
+        )
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Click probabilities for raw rows; unseen ids score through the OOV embedding."""
+        assert self.scorer is not None, "load_context was not called"
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        return pd.DataFrame({OUTPUT_COLUMN: self.scorer.predict_proba(frame)})
+
+
+def save_pyfunc(model_dir: Path, out_dir: Path, batch_size: int = 8192) -> Path:
+    """Write the pyfunc model (MLmodel, signature, input example, requirements) to `out_dir`."""
+    from importlib.metadata import version
+
+    mlflow.pyfunc.save_model(
+        path=str(out_dir),
+        python_model=str(ENTRY_POINT),
+        artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
+        signature=raw_row_signature(),
+        input_example=EXAMPLE_ROWS,
+        model_config={"batch_size": batch_size},
+        pip_requirements=[f"flip-ctr=={version('flip-ctr')}", f"mlflow=={mlflow.__version__}"],
+    )
+    return out_dir
+
+
+def log_pyfunc(
+    client: mlflow.MlflowClient,
+    run_id: str,
+    model_dir: Path,
+    artifact_path: str = "model",
+    batch_size: int = 8192,
+) -> str:
+    """Save the pyfunc and upload it to run `run_id`; returns its `runs:/` URI."""
+    with tempfile.TemporaryDirectory(prefix="flip-pyfunc-") as tmp:
+        local = save_pyfunc(model_dir, Path(tmp) / artifact_path, batch_size)
+        client.log_artifacts(run_id, str(local), artifact_path)
+    return f"runs:/{run_id}/{artifact_path}"

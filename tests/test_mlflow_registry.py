@@ -1,0 +1,167 @@
+"""Registry against a real `mlflow server`: log, register, alias, gate, load by alias, predict."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from flip_core.config import FlipConfig, GateConfig, load_config
+from flip_core.data.feature_map import OOV_ID, FeatureMap
+from flip_core.scoring import RawRowScorer, encode_rows
+from tasks import registry, tracking
+from tasks.pyfunc import EXAMPLE_ROWS, OUTPUT_COLUMN
+from tests.ctr_models import TrainedModel, raw_source, read_raw_rows, train_flip_id
+
+GATE = GateConfig(min_valid_auc_gain=0.01, max_test_logloss_increase=0.005)
+
+
+def _cand(auc: float, logloss: float, protocol: str = "p1") -> registry.Candidate:
+    return registry.Candidate(protocol, auc, logloss, version="1")
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promote", "why"),
+    [
+        (_cand(0.70, 0.60), None, True, "no champion yet"),
+        (_cand(0.705, 0.50), _cand(0.70, 0.60), False, "AUC gain below margin"),
+        (_cand(0.72, 0.606), _cand(0.70, 0.60), False, "logloss worse beyond tolerance"),
+        (_cand(0.72, 0.604), _cand(0.70, 0.60), True, "promoted"),
+        (_cand(0.72, 0.50), _cand(0.70, 0.60), True, "promoted"),
+        (_cand(0.90, 0.10, "p2"), _cand(0.70, 0.60), False, "not comparable"),
+    ],
+)
+def test_gate_decision(
+    challenger: registry.Candidate,
+    champion: registry.Candidate | None,
+    promote: bool,
+    why: str,
+) -> None:
+    decision = registry.gate_decision(challenger, champion, GATE)
+    assert decision.promote is promote
+    assert why in decision.reason
+
+
+def test_gate_across_protocols_when_allowed() -> None:
+    gate = GATE.model_copy(update={"same_protocol_only": False})
+    assert registry.gate_decision(_cand(0.9, 0.1, "p2"), _cand(0.7, 0.6), gate).promote
+
+
+@pytest.fixture(scope="module")
+def rows(synthetic_raw: Path) -> pd.DataFrame:
+    return read_raw_rows(raw_source(synthetic_raw))
+
+
+@pytest.fixture(scope="module")
+def models(rows: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> list[TrainedModel]:
+    """A trained FLIP_ID, an untrained one (worse), and one trained longer."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("flip-id")
+    return [
+        train_flip_id(rows, root / "trained", steps=100, seed=0),
+        train_flip_id(rows, root / "untrained", steps=0, seed=1),
+        train_flip_id(rows, root / "longer", steps=200, seed=2),
+    ]
+
+
+def _config(uri: str) -> FlipConfig:
+    tag = uuid.uuid4().hex[:8]
+    return load_config(
+        overrides=[
+            f"mlflow.tracking_uri={uri}",
+            f"mlflow.experiment=registry-{tag}",
+            f"mlflow.registered_model=flip-{tag}",
+            "gate.min_valid_auc_gain=0.001",
+            "gate.max_test_logloss_increase=0.01",
+        ]
+    )
+
+
+def _publish(cfg: FlipConfig, model: TrainedModel, name: str) -> registry.Publication:
+    with tracking.tracked_run(cfg, name, flow_run_id=f"flow-{name}") as run:
+        metrics = {"valid_auc": model.valid_auc, "test_logloss": model.test_logloss}
+        run.log_metrics(metrics)
+        return registry.publish_model(cfg, run.run_id, model.model_dir, metrics, "p1", "hash-1")
+
+
+def _unseen_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    unseen = rows.tail(3)[list(EXAMPLE_ROWS.columns)].copy()
+    unseen["user_id"] = [10_000_001, 10_000_002, 10_000_003]
+    unseen["movie_id"] = [20_000_001, 20_000_002, 20_000_003]
+    unseen["zip"] = ["zz-1", "zz-2", "zz-3"]
+    return pd.concat([rows.head(5)[list(EXAMPLE_ROWS.columns)], unseen], ignore_index=True)
+
+
+@pytest.mark.integration
+def test_register_alias_gate_load_and_predict(
+    mlflow_server: str, models: list[TrainedModel], rows: pd.DataFrame
+) -> None:
+    trained, untrained, longer = models
+    assert trained.valid_auc > untrained.valid_auc + 0.05  # the trained model really is better
+    cfg = _config(mlflow_server)
+    client = MlflowClient(mlflow_server)
+    name = cfg.mlflow.registered_model
+
+    first = _publish(cfg, trained, "trained")
+    assert first.champion and first.reason == "no champion yet"
+    assert client.get_model_version_by_alias(name, "champion").version == first.version
+
+    worse = _publish(cfg, untrained, "untrained")
+    assert not worse.champion
+    assert client.get_model_version_by_alias(name, "champion").version == first.version
+    assert client.get_model_version_by_alias(name, "challenger").version == worse.version
+    version = client.get_model_version(name, worse.version)
+    assert version.tags["gate.decision"] == "rejected"
+    assert version.tags["protocol"] == "p1" and version.tags["data_hash"] == "hash-1"
+    assert version.tags["code_version"]
+    assert float(version.tags["valid_auc"]) == pytest.approx(untrained.valid_auc, abs=1e-6)
+    assert version.run_id is not None
+    run = client.get_run(version.run_id)
+    assert "AUC gain below margin" in run.data.tags["gate.reason"]
+    assert run.info.status == "FINISHED"
+
+    third = _publish(cfg, longer, "longer")
+    expected = registry.gate_decision(
+        registry.Candidate("p1", longer.valid_auc, longer.test_logloss),
+        registry.Candidate("p1", trained.valid_auc, trained.test_logloss, first.version),
+        cfg.gate,
+    )
+    assert third.champion is expected.promote
+    live = client.get_model_version_by_alias(name, "champion").version
+    assert live == (third.version if expected.promote else first.version)
+
+    # load by alias and score raw rows, unseen ids included
+    loaded = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    assert loaded.metadata.get_input_schema().input_names()[:2] == ["user_id", "gender"]
+    assert loaded.metadata.saved_input_example_info is not None
+    frame = _unseen_rows(rows)
+    out = loaded.predict(frame)
+    probs = out[OUTPUT_COLUMN].to_numpy()
+    assert probs.shape == (len(frame),)
+    assert np.all((probs > 0) & (probs < 1))
+    live_dir = (longer if expected.promote else trained).model_dir
+    local = RawRowScorer.from_pretrained(live_dir)
+    np.testing.assert_allclose(probs, local.predict_proba(frame), rtol=1e-6)
+    fmap = FeatureMap.load(live_dir)
+    ids = encode_rows(fmap, frame)
+    assert (ids[-3:, fmap.field_names.index("user_id")] == OOV_ID).all()
+    assert (ids[-3:, fmap.field_names.index("movie_id")] == OOV_ID).all()
+
+
+@pytest.mark.integration
+def test_publish_is_idempotent_for_a_run(mlflow_server: str, models: list[TrainedModel]) -> None:
+    cfg = _config(mlflow_server)
+    trained = models[0]
+    metrics = {"valid_auc": trained.valid_auc, "test_logloss": trained.test_logloss}
+    with tracking.tracked_run(cfg, "retry", flow_run_id="flow-retry") as run:
+        a = registry.publish_model(cfg, run.run_id, trained.model_dir, metrics, "p1", "h")
+        b = registry.publish_model(cfg, run.run_id, trained.model_dir, metrics, "p1", "h")
+    assert a.version == b.version
+    with pytest.raises(ValueError, match="test_logloss"):
+        registry.publish_model(cfg, run.run_id, trained.model_dir, {"valid_auc": 0.7}, "p1", "h")
