@@ -68,7 +68,9 @@ class Trainer:
     """Train `model` on `train_dataset`, select on `valid_dataset`, checkpoint to `output_dir`.
 
     `collate_fn` builds a batch dict from a list of rows (or is `keep_batch` for datasets with
-    `__getitems__`). `config.monitor` picks the selection metric ("auto": valid AUC when the
+    `__getitems__`); its `set_epoch(epoch)`, if any, is called before each epoch.
+    `eval_collate_fn` (default: `collate_fn`) builds validation batches.
+    `config.monitor` picks the selection metric ("auto": valid AUC when the
     model returns `logits` and the batch has `labels`, else valid loss). The best weights go to
     `<output_dir>/best/` (via `model.save_pretrained` when the model has it) and loaded back into
     `model` when training ends.
@@ -86,6 +88,7 @@ class Trainer:
         callbacks: Sequence[TrainerCallback] = (),
         optimizer_factory: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
         save_best: Callable[[nn.Module, Path], None] | None = None,
+        eval_collate_fn: Callable[[Any], Batch] | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -93,6 +96,7 @@ class Trainer:
         self.valid_dataset = valid_dataset
         self.output_dir = Path(output_dir)
         self.collate_fn = collate_fn
+        self.eval_collate_fn = eval_collate_fn or collate_fn
         self.callbacks = list(callbacks)
         self.optimizer_factory = optimizer_factory
         self.save_best = save_best
@@ -158,7 +162,7 @@ class Trainer:
             dataset,
             batch_size=self.config.eval_batch_size or self.local_batch_size,
             sampler=ShardSampler(len(dataset), self.world_size, ddp.rank()),  # type: ignore[arg-type]
-            collate_fn=self.collate_fn,
+            collate_fn=self.eval_collate_fn,
             generator=torch.Generator(),
         )
         acc = BinaryMetricAccumulator()
@@ -196,6 +200,9 @@ class Trainer:
     ) -> dict[str, float]:
         cfg = self.config
         sampler.set_epoch(self.state.epoch)
+        set_collate_epoch = getattr(self.collate_fn, "set_epoch", None)
+        if callable(set_collate_epoch):  # e.g. fresh pretraining masks each epoch
+            set_collate_epoch(self.state.epoch)
         sampler.set_skip(self.state.batch_in_epoch * self.local_batch_size)
         loader = DataLoader(
             self.train_dataset,

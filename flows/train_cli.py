@@ -1,0 +1,73 @@
+"""`flip train`: train one ID-based CTR backbone on a built feature folder.
+
+Runs under `torchrun --nproc_per_node N -m flows.cli train ...` for DDP as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from flip_core.config import ConfigError, load_config
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code=code)
+
+
+def train_command(
+    features: Annotated[
+        Path,
+        typer.Option(
+            "--features", "-f", help="Feature folder with train/valid/test.parquet (+ feature_map)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (model, checkpoints).")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Backbone, e.g. dcnv2, deepfm, autoint.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default training.seed).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Resume from the latest checkpoint in --out.")
+    ] = False,
+    max_rows: Annotated[
+        int | None, typer.Option(min=1, help="Use only the first N rows of each split.")
+    ] = None,
+) -> None:
+    """Train an ID-based CTR model, select it on valid, report test AUC/logloss."""
+    from flip_core.models.id import known_id_models
+    from flip_core.training import distributed as ddp
+    from flip_core.training.id_training import train_id_model
+
+    try:
+        cfg = load_config(config, set_ or [])
+    except ConfigError as exc:
+        raise _fail(f"config error: {exc}", code=2) from None
+    backbone = (model or cfg.id_model.backbone).lower()
+    if backbone not in known_id_models():
+        raise _fail(f"unknown model '{backbone}'; known: {', '.join(known_id_models())}", code=2)
+    try:
+        report = train_id_model(
+            features, out, cfg, backbone=backbone, seed=seed, max_rows=max_rows, resume=resume
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc).splitlines()[0]) from None
+    if ddp.is_main_process():
+        t = report.test
+        console.print(
+            f"{report.backbone} seed {report.seed}: valid AUC {report.valid['valid_auc']:.4f} | "
+            f"test AUC {t['test_auc']:.4f} logloss {t['test_logloss']:.4f} | "
+            f"{report.samples_per_s:,.0f} samples/s | model: {report.model_dir}",
+            highlight=False,
+        )
