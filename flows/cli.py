@@ -11,6 +11,7 @@ from rich.console import Console
 from flip_core.config import ConfigError, FlipConfig, load_config
 from flip_core.data.synth import write_synthetic_movielens
 from flows.ingest_cli import download_command, ingest_command
+from flows.replay_cli import replay_command
 from flows.train_cli import train_command
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 data_app.command("ingest")(ingest_command)
 data_app.command("download")(download_command)
+data_app.command("replay")(replay_command)
 app.command("train")(train_command)
 
 console = Console()
