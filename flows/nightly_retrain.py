@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
 from flows.params import flow_config
+from tasks.ingest import ingest_raw, validate_lake
 from tasks.raw_data import prepare_raw_data
 
 Variant = Literal["flip", "flip_id", "flip_plm"]
@@ -64,7 +65,16 @@ def nightly_retrain(
     logger.info("Raw data ready: %s (hash %s)", raw.raw_dir, raw.content_hash[:12])
     summary.update(raw_dir=str(raw.raw_dir), raw_hash=raw.content_hash)
 
-    # ingest + validate (issue 3): lake = ingest_raw(config, raw); validate_lake(config, lake)
+    lake = ingest_raw(config, raw)
+    validate_lake(config, lake)
+    logger.info("Lake ready: %s %s (hash %s)", lake.lake_dir, lake.rows, lake.content_hash[:12])
+    summary.update(
+        lake_dir=str(lake.lake_dir),
+        lake_hash=lake.content_hash,
+        lake_rows=lake.rows,
+        lake_added=lake.added,
+        quarantined=lake.quarantined,
+    )
     # features + prompts (issue 4): features = build_features(config, lake)
     # pretrain (issue 6), reused when data, config and code are unchanged
     # finetune each variant (issue 6), evaluate, register + gate (issue 7)

@@ -54,7 +54,12 @@ class IngestError(ValueError):
 
 
 class BadShareError(IngestError):
-    """Too many rows were quarantined; nothing was added to the lake."""
+    """Too many rows were quarantined; nothing was added to the lake (the quarantine is kept)."""
+
+    def __init__(self, message: str, run_id: str, sources: list[SourceReport]) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.sources = sources
 
 
 @dataclass
@@ -380,7 +385,9 @@ class _Run:
         raise BadShareError(
             f"ingest of {raw_dir} failed: {'; '.join(failures)}. First problems: "
             f"{' | '.join(problems)}. Quarantine: {self.quarantine_root}. "
-            "Nothing was added to the lake."
+            "Nothing was added to the lake.",
+            run_id=self.run_id,
+            sources=self.reports,
         )
 
     def commit(self) -> None:
@@ -417,3 +424,32 @@ def read_quarantine(data_root: Path, dataset: str) -> pd.DataFrame:
     with duckdb.connect() as con:
         query = load_sql("ingest/read_quarantine")
         return con.execute(query, {"files": [str(f) for f in files]}).df()
+
+
+def table_counts(sources: list[SourceReport]) -> dict[str, dict[str, int]]:
+    """Per table: rows read, added, quarantined, duplicates, already in the lake."""
+    counts: dict[str, dict[str, int]] = {}
+    for report in sources:
+        row = counts.setdefault(
+            report.table,
+            {"read": 0, "added": 0, "quarantined": 0, "duplicates": 0, "already_in_lake": 0},
+        )
+        row["read"] += report.rows_seen
+        row["added"] += report.kept
+        row["quarantined"] += report.quarantined
+        row["duplicates"] += report.duplicates
+        row["already_in_lake"] += report.already_in_lake
+    return counts
+
+
+def quarantine_reasons(data_root: Path, dataset: str, run_id: str) -> dict[str, int]:
+    """Quarantined rows of one run per reason (offending values stripped), most frequent first."""
+    root = quarantine_dir(data_root, dataset)
+    files = sorted(root.glob(f"*/ingest_date=*/part-{run_id}-*.parquet"))
+    if not files:
+        return {}
+    with duckdb.connect() as con:
+        rows = con.execute(
+            load_sql("ingest/quarantine_reasons"), {"files": [str(f) for f in files]}
+        ).fetchall()
+    return {str(reason): int(n) for reason, n in rows}

@@ -31,7 +31,7 @@ def quarantine_dir(data_root: Path, dataset: str) -> Path:
 def lake_table_glob(data_root: Path, dataset: str, table: str) -> str:
     """Glob of every Parquet file of one lake table, for `read_parquet(?, hive_partitioning=true)`.
 
-    The hive column `ingest_date` (VARCHAR, YYYY-MM-DD) comes from the partition folder names.
+    The hive column `ingest_date` (DuckDB reads it as DATE) comes from the partition folder names.
     """
     return str(lake_dir(data_root, dataset) / table / "ingest_date=*" / "*.parquet")
 

@@ -1,0 +1,102 @@
+"""Tasks: raw files -> validated Parquet lake (`ingest_raw`), whole-lake check (`validate_lake`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from flip_core.config import FlipConfig
+from flip_core.hashing import text_sha256
+from flip_core.lake import BadShareError, ingest_raw_dir
+from flip_core.lake.ingest import quarantine_reasons, table_counts
+from flip_core.lake.manifest import MANIFEST_NAME
+from flip_core.lake.validate import validate_lake as check_lake
+from tasks.artifacts import publish_validation_report
+from tasks.caching import content_cache
+from tasks.locks import lake_lock
+from tasks.raw_data import RawDataManifest
+from tasks.retry import retry_transient
+
+_CODE = ("flip_core/lake", "sql/ingest", "tasks/ingest.py")
+
+
+class LakeSnapshot(BaseModel):
+    """The lake after a step: where it is, a hash of its manifest, rows per table."""
+
+    lake_dir: Path
+    dataset: str
+    content_hash: str
+    rows: dict[str, int]
+    added: dict[str, int] = {}
+    quarantined: int = 0
+
+
+@task(
+    name="ingest-raw",
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_transient,
+    timeout_seconds=4 * 3600,
+)
+def ingest_raw(config: FlipConfig, raw: RawDataManifest) -> LakeSnapshot:
+    """Ingest the raw folder into the lake (idempotent: known files add nothing).
+
+    Publishes the `validation-report` artifact; fails (no retry) when the bad share passes
+    `ingest.max_bad_share`, leaving the lake as it was and the bad rows in the quarantine.
+    """
+    logger = get_run_logger()
+    data_root, dataset = config.paths.data_root, config.ingest.dataset
+    with lake_lock(config):
+        try:
+            result = ingest_raw_dir(raw.raw_dir, data_root, config.ingest)
+        except BadShareError as exc:
+            _publish(config, exc.run_id, table_counts(exc.sources))
+            raise
+    logger.info("%s", result.summary())
+    _publish(config, result.run_id, table_counts(result.sources))
+    return LakeSnapshot(
+        lake_dir=result.lake_dir,
+        dataset=dataset,
+        content_hash=_manifest_hash(result.lake_dir),
+        rows=result.table_rows,
+        added={t: result.added(t) for t in result.table_rows},
+        quarantined=result.quarantined(),
+    )
+
+
+@task(
+    name="validate-lake",
+    retries=1,
+    retry_condition_fn=retry_transient,
+    timeout_seconds=3600,
+    **content_cache("ingest", code=_CODE),
+)
+def validate_lake(config: FlipConfig, lake: LakeSnapshot) -> dict[str, int]:
+    """Check the whole lake (manifest vs files, pandera models, references); raise if invalid.
+
+    Returns the validated rows per table. Cached on the lake's manifest hash.
+    """
+    report = check_lake(config.paths.data_root, config.ingest.dataset, config.ingest.duckdb)
+    get_run_logger().info("Lake %s valid: %s", report.lake_dir, report.rows)
+    return report.rows
+
+
+def _manifest_hash(root: Path) -> str:
+    path = root / MANIFEST_NAME
+    return text_sha256(path.read_text(encoding="utf-8") if path.is_file() else "")
+
+
+def _publish(config: FlipConfig, run_id: str, counts: dict[str, dict[str, int]]) -> None:
+    reasons = quarantine_reasons(config.paths.data_root, config.ingest.dataset, run_id)
+    read = sum(row["read"] for row in counts.values())
+    bad = sum(row["quarantined"] for row in counts.values())
+    publish_validation_report(
+        config.ingest.dataset,
+        counts,
+        reasons,
+        bad_share=bad / read if read else 0.0,
+        limit=config.ingest.max_bad_share,
+    )
