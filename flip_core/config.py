@@ -95,6 +95,9 @@ class PLMConfig(_Section):
 
     name: str = "minilm-l6"
     pooling: Literal["cls", "mean"] = "cls"
+    learning_rate: float = Field(
+        default=5e-5, gt=0.0, description="LR of the PLM's own weights (heads use training's)."
+    )
 
 
 class IDModelConfig(_Section):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from flip_core.config import FlipConfig
-from flip_core.models.flip import FlipForPretraining, FlipModelConfig
+from flip_core.models.flip import FlipForPretraining, FlipModelConfig, make_masks_disjoint
 from tests.flip_tiny import (
     FIELDS,
     VOCAB_SIZES,
@@ -172,3 +172,31 @@ def test_config_from_pipeline_config_and_all_off_is_an_error() -> None:
     assert not model_cfg.icl and model_cfg.single_pass and model_cfg.id_backbone == "dcnv2"
     with pytest.raises(ValueError, match="at least one"):
         _model(mlm=False, mtm=False, icl=False)
+
+
+def test_make_masks_disjoint_moves_mtm_off_mlm_fields() -> None:
+    batch = _batch(n=64)  # independent draws: some rows mask the same field twice
+    spans, mlm = batch["field_spans"], batch["mlm_labels"] != -100
+    pos = torch.arange(mlm.shape[1])
+    text_masked = (((pos >= spans[..., :1]) & (pos < spans[..., 1:])) & mlm[:, None]).any(-1)
+    overlap = (batch["mtm_labels"] != -100) & text_masked
+    assert overlap.any()
+    fixed = make_masks_disjoint(batch)
+    chosen = fixed["mtm_labels"] != -100
+    assert not (chosen & text_masked).any()
+    assert chosen.any(1).all()
+    torch.testing.assert_close(fixed["mtm_labels"][chosen], batch["field_ids"][chosen])
+    assert (fixed["mtm_field_ids"][chosen] == 1).all()
+    assert (fixed["mtm_field_ids"][~chosen] == batch["field_ids"][~chosen]).all()
+
+
+def test_running_metrics_are_kept_per_mode() -> None:
+    model = _model()
+    batch = _batch()
+    model(**batch)
+    model.eval()
+    with torch.no_grad():
+        model(**batch)
+    train, valid = model.pop_metrics("train"), model.pop_metrics("eval")
+    assert {"mlm_accuracy", "mtm_loss", "icl_loss"} <= set(train) and set(train) == set(valid)
+    assert model.pop_metrics("train") == {}

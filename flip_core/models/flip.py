@@ -27,7 +27,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from flip_core.config import FlipConfig, IDModelConfig
-from flip_core.models.heads import HeadResult, ICLHead, MLMHead, MTMHead, MTMLoss
+from flip_core.models.heads import IGNORE_INDEX, HeadResult, ICLHead, MLMHead, MTMHead, MTMLoss
 from flip_core.models.id import IDModel, build_id_model
 from flip_core.models.plm import PLMEncoder, Pooling
 
@@ -238,6 +238,7 @@ class FlipForPretraining(FlipPreTrainedModel):
             if config.mtm
             else None
         )
+        self._running: dict[str, dict[str, list[float]]] = {"train": {}, "eval": {}}
         self.icl_head = (
             ICLHead(
                 row_dim,
@@ -249,6 +250,19 @@ class FlipForPretraining(FlipPreTrainedModel):
             if config.icl
             else None
         )
+
+    def pop_metrics(self, split: Literal["train", "eval"]) -> dict[str, float]:
+        """Mean of each loss/accuracy over the forward passes since the last call, per split
+        (train mode / eval mode), then reset: the trainer only logs the total loss."""
+        window = self._running[split]
+        self._running[split] = {}
+        return {k: total / n for k, (total, n) in window.items() if n}
+
+    def _record(self, out: FlipPretrainingOutput, rows: int) -> None:
+        window = self._running["train" if self.training else "eval"]
+        for key, value in out.metrics().items():
+            total, n = window.get(key, [0.0, 0.0])
+            window[key] = [total + value * rows, n + rows]
 
     def set_noise_counts(self, counts: list[list[int]]) -> None:
         """Per-field train counts (one list per field) as the MTM noise distributions."""
@@ -295,7 +309,30 @@ class FlipForPretraining(FlipPreTrainedModel):
             res = self.icl_head(row, clean_text.pooled)
             out.loss = out.loss + c.icl_weight * res.loss
             out.icl_loss, out.icl_accuracy = _detached(res)
+        self._record(out, field_ids.shape[0])
         return out
+
+
+def make_masks_disjoint(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Move MTM masks off the fields whose text MLM masked (single-pass pretraining).
+
+    A row's MTM field that MLM also masked is restored; a row left without an MTM field gets
+    its first field that MLM did not touch (if any). Returns a new dict.
+    """
+    spans, mlm = batch["field_spans"], batch["mlm_labels"] != IGNORE_INDEX
+    pos = torch.arange(mlm.shape[1], device=mlm.device)
+    inside = (pos >= spans[..., :1]) & (pos < spans[..., 1:])  # [B, F, T]
+    text_masked = (inside & mlm.unsqueeze(1)).any(-1)  # [B, F]
+    field_ids = batch["field_ids"]
+    chosen = (batch["mtm_labels"] != IGNORE_INDEX) & ~text_masked
+    free = ~text_masked
+    first_free = free & (free.long().cumsum(1) == 1)
+    chosen = torch.where(chosen.any(1, keepdim=True), chosen, first_free)
+    return {
+        **batch,
+        "mtm_field_ids": torch.where(chosen, torch.ones_like(field_ids), field_ids),
+        "mtm_labels": torch.where(chosen, field_ids, torch.full_like(field_ids, IGNORE_INDEX)),
+    }
 
 
 def _detached(res: HeadResult) -> tuple[torch.Tensor, torch.Tensor]:

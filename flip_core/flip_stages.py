@@ -1,0 +1,261 @@
+"""FLIP stages on a built feature folder: `run_pretraining` and `run_finetuning`.
+
+Both use the one `Trainer` (flip_core.training) and write an HF-style model directory
+(`<output_dir>/model`: config.json, model.safetensors, feature_map.json, tokenizer files).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from flip_core.config import FlipConfig
+from flip_core.data.collate import FlipCollate
+from flip_core.data.dataset import FeatureDataset, RowBatch
+from flip_core.data.loaders import load_feature_map
+from flip_core.data.render import read_manifest
+from flip_core.models.flip import (
+    VARIANTS,
+    FlipForCTR,
+    FlipForPretraining,
+    FlipModelConfig,
+    FlipPreTrainedModel,
+    Variant,
+    make_masks_disjoint,
+)
+from flip_core.models.id import build_id_model
+from flip_core.models.plm import PLMEncoder, load_tokenizer
+from flip_core.training import Trainer, TrainerCallback, TrainerState, TrainResult
+
+MODEL_DIR = "model"
+
+
+@dataclass
+class StageResult:
+    """Where the model went, the trainer's summary and the extra metrics of the stage."""
+
+    model_dir: Path
+    train: TrainResult
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class PretrainMetricsCallback(TrainerCallback):
+    """Adds the model's per-objective losses and accuracies to the trainer's logs (in place,
+    so later callbacks such as MLflow see them) and keeps a history."""
+
+    def __init__(self, model: FlipForPretraining) -> None:
+        self.model = model
+        self.history: list[dict[str, float]] = []
+
+    def on_step(self, state: TrainerState, logs: dict[str, float]) -> None:
+        """Train-mode means since the last log step."""
+        if logs:
+            logs.update({f"train_{k}": v for k, v in self.model.pop_metrics("train").items()})
+            self.history.append({"step": float(state.step), **logs})
+
+    def on_eval(self, state: TrainerState, metrics: dict[str, float]) -> None:
+        """Eval-mode means over the validation pass."""
+        metrics.update({f"valid_{k}": v for k, v in self.model.pop_metrics("eval").items()})
+        self.history.append({"step": float(state.step), **metrics})
+
+
+class _DisjointCollate:
+    """FlipCollate whose MTM masks avoid the MLM-masked fields (single-pass pretraining)."""
+
+    def __init__(self, inner: FlipCollate) -> None:
+        self.inner = inner
+
+    def set_epoch(self, epoch: int) -> None:
+        self.inner.set_epoch(epoch)
+
+    def __call__(self, batch: RowBatch | Sequence[RowBatch]) -> dict[str, torch.Tensor]:
+        return make_masks_disjoint(self.inner(batch))
+
+
+def _datasets(
+    features_dir: Path, with_text: bool, max_rows: int | None
+) -> tuple[FeatureDataset, FeatureDataset | None]:
+    valid = features_dir / "valid.parquet"
+    train = FeatureDataset(features_dir / "train.parquet", with_text=with_text, max_rows=max_rows)
+    return train, (FeatureDataset(valid, with_text=with_text) if valid.is_file() else None)
+
+
+def _collate(
+    features_dir: Path, config: FlipConfig, with_text: bool, masks: bool, epoch: int = 0
+) -> Callable[[Any], dict[str, torch.Tensor]]:
+    tok = read_manifest(features_dir)["tokenizer"]
+    p = config.pretrain
+    inner = FlipCollate(
+        pad_token_id=int(tok["pad_token_id"] or 0),
+        mask_token_id=tok["mask_token_id"],
+        with_text=with_text,
+        mlm=masks and p.mlm,
+        mtm=masks and p.mtm,
+        mlm_ratio=p.mlm_field_ratio,
+        mtm_ratio=p.mtm_field_ratio,
+        seed=config.training.seed,
+        epoch=epoch,
+    )
+    if masks and p.single_pass and p.mlm and p.mtm:
+        return _DisjointCollate(inner)
+    return inner
+
+
+def _optimizer_factory(
+    model: FlipPreTrainedModel, config: FlipConfig
+) -> Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]:
+    """AdamW with the PLM's weights at `plm.learning_rate`, everything else at training's."""
+
+    def make(_: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        plm_ids = {id(p) for p in model.plm.parameters()} if model.plm is not None else set()
+        params = [p for p in model.parameters() if p.requires_grad]
+        plm_params = [p for p in params if id(p) in plm_ids]
+        other = [p for p in params if id(p) not in plm_ids]
+        groups: list[dict[str, Any]] = [{"params": other}] if other else []
+        if plm_params:
+            groups.append({"params": plm_params, "lr": config.plm.learning_rate})
+        return torch.optim.AdamW(
+            groups,
+            lr=config.training.learning_rate,
+            weight_decay=config.training.weight_decay,
+        )
+
+    return make
+
+
+def _saver(features_dir: Path, tokenizer: Any) -> Callable[[nn.Module, Path], None]:
+    def save(model: nn.Module, directory: Path) -> None:
+        assert isinstance(model, FlipPreTrainedModel)
+        model.save_pretrained(directory, features_dir / "feature_map.json", tokenizer)
+
+    return save
+
+
+def build_pretraining_model(config: FlipConfig, features_dir: Path) -> FlipForPretraining:
+    """A fresh FLIP pretraining model over the feature folder's fields, noise from its counts."""
+    fmap = load_feature_map(features_dir)
+    model_cfg = FlipModelConfig.from_flip_config(config, fmap.field_names, fmap.vocab_sizes)
+    plm = PLMEncoder.from_name(config.plm.name, config.plm.pooling)
+    id_model = build_id_model(model_cfg.id_backbone, model_cfg.vocab_sizes, model_cfg.id_model)
+    model = FlipForPretraining(model_cfg, id_model=id_model, plm=plm)
+    model.set_noise_counts([fmap.counts(f) for f in fmap.field_names])
+    return model
+
+
+def run_pretraining(
+    config: FlipConfig,
+    features_dir: Path | str,
+    output_dir: Path | str,
+    callbacks: Sequence[TrainerCallback] = (),
+    resume: str | None = None,
+) -> StageResult:
+    """Pretrain ID model + PLM with the enabled objectives; select on valid loss."""
+    features_dir, output_dir = Path(features_dir), Path(output_dir)
+    model = build_pretraining_model(config, features_dir)
+    tokenizer = load_tokenizer(config.plm.name)
+    _check_tokenizer(features_dir, tokenizer)
+    train, valid = _datasets(features_dir, True, config.pretrain.max_rows)
+    tracker = PretrainMetricsCallback(model)
+    trainer = Trainer(
+        model,
+        config.training,
+        train,
+        valid,
+        output_dir=output_dir,
+        collate_fn=_collate(features_dir, config, True, True),
+        eval_collate_fn=_collate(features_dir, config, True, True),
+        callbacks=[tracker, *callbacks],
+        optimizer_factory=_optimizer_factory(model, config),
+        save_best=_saver(features_dir, tokenizer),
+    )
+    result = trainer.train(resume_from=resume)
+    model_dir = output_dir / MODEL_DIR
+    model.save_pretrained(model_dir, features_dir / "feature_map.json", tokenizer)
+    _write_json(output_dir / "history.json", tracker.history)
+    return StageResult(model_dir, result, result.valid_metrics, tracker.history)
+
+
+def build_ctr_model(
+    config: FlipConfig, features_dir: Path, variant: Variant, pretrained: Path | None
+) -> FlipForCTR:
+    """`variant` initialised from a pretraining directory, or from scratch (baselines: the ID
+    model untrained, the PLM with its original weights)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    if pretrained is not None:
+        return FlipForCTR.from_pretraining(pretrained, variant)
+    fmap = load_feature_map(features_dir)
+    model_cfg = FlipModelConfig.from_flip_config(config, fmap.field_names, fmap.vocab_sizes)
+    model_cfg = model_cfg.model_copy(update={"variant": variant})
+    plm = (
+        None if variant == "flip_id" else PLMEncoder.from_name(config.plm.name, config.plm.pooling)
+    )
+    id_model = None
+    if variant != "flip_plm":
+        id_model = build_id_model(model_cfg.id_backbone, model_cfg.vocab_sizes, model_cfg.id_model)
+    return FlipForCTR(model_cfg, id_model=id_model, plm=plm)
+
+
+def run_finetuning(
+    config: FlipConfig,
+    features_dir: Path | str,
+    output_dir: Path | str,
+    variant: Variant,
+    pretrained: Path | str | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+    resume: str | None = None,
+) -> StageResult:
+    """Finetune one variant for CTR; select on valid AUC; report test AUC/log loss."""
+    features_dir, output_dir = Path(features_dir), Path(output_dir)
+    model = build_ctr_model(
+        config, features_dir, variant, Path(pretrained) if pretrained is not None else None
+    )
+    with_text = model.plm is not None
+    tokenizer = load_tokenizer(config.plm.name) if with_text else None
+    if tokenizer is not None:
+        _check_tokenizer(features_dir, tokenizer)
+    train, valid = _datasets(features_dir, with_text, config.finetune.max_rows)
+    trainer = Trainer(
+        model,
+        config.training,
+        train,
+        valid,
+        output_dir=output_dir,
+        collate_fn=_collate(features_dir, config, with_text, False),
+        callbacks=callbacks,
+        optimizer_factory=_optimizer_factory(model, config),
+        save_best=_saver(features_dir, tokenizer),
+    )
+    result = trainer.train(resume_from=resume)
+    metrics = dict(result.valid_metrics)
+    test_path = features_dir / "test.parquet"
+    if test_path.is_file():
+        metrics |= trainer.evaluate(FeatureDataset(test_path, with_text=with_text), "test")
+    model_dir = output_dir / MODEL_DIR
+    model.save_pretrained(model_dir, features_dir / "feature_map.json", tokenizer)
+    _write_json(output_dir / "metrics.json", metrics)
+    return StageResult(model_dir, result, metrics)
+
+
+def _check_tokenizer(features_dir: Path, tokenizer: Any) -> None:
+    info = read_manifest(features_dir)["tokenizer"]
+    if (
+        info.get("mask_token_id") != tokenizer.mask_token_id
+        or info.get("pad_token_id") != tokenizer.pad_token_id
+    ):
+        raise ValueError(
+            f"{features_dir} was tokenized with a different tokenizer ({info.get('class')}); "
+            "rebuild the features with the configured plm.name"
+        )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")

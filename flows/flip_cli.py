@@ -1,0 +1,100 @@
+"""`flip pretrain` and `flip finetune`: FLIP pretraining and the three finetuning variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from flip_core.config import ConfigError, FlipConfig, load_config
+
+console = Console(width=200)
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override one key, e.g. --set pretrain.icl=false."),
+]
+FeaturesOpt = Annotated[
+    Path, typer.Option("--features", "-f", help="Built feature folder (from `flip features`).")
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (model/ goes inside).")]
+ResumeOpt = Annotated[str | None, typer.Option(help="Resume: a checkpoint folder or 'latest'.")]
+VARIANT_NAMES = ("flip", "flip_id", "flip_plm")
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code=2)
+
+
+def _load(config: Path | None, overrides: list[str] | None) -> FlipConfig:
+    try:
+        return load_config(config, overrides or [])
+    except ConfigError as exc:
+        raise _fail(f"config: {exc}") from None
+
+
+def _check_features(features: Path) -> None:
+    for name in ("train.parquet", "feature_map.json", "manifest.json"):
+        if not (features / name).is_file():
+            raise _fail(
+                f"{features} is not a built feature folder (no {name}); run `flip features`"
+            )
+
+
+def pretrain_command(
+    features: FeaturesOpt,
+    out: OutOpt,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    resume: ResumeOpt = None,
+) -> None:
+    """FLIP pretraining (MLM + MTM + ICL, each switchable with --set pretrain.<obj>=false)."""
+    cfg = _load(config, set_)
+    _check_features(features)
+    from flip_core.flip_stages import run_pretraining
+
+    try:
+        result = run_pretraining(cfg, features, out, resume=resume)
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc).splitlines()[0]) from None
+    _report(result.model_dir, result.metrics, result.train.global_step)
+
+
+def finetune_command(
+    features: FeaturesOpt,
+    out: OutOpt,
+    variant: Annotated[str, typer.Option(help="flip | flip_id | flip_plm.")] = "flip_id",
+    pretrained: Annotated[
+        Path | None,
+        typer.Option(help="Pretraining output's model folder; omit for a from-scratch baseline."),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    resume: ResumeOpt = None,
+) -> None:
+    """Finetune a variant for CTR from a pretraining output (or from scratch)."""
+    if variant not in VARIANT_NAMES:
+        raise _fail(f"unknown variant '{variant}'; choose one of {', '.join(VARIANT_NAMES)}")
+    cfg = _load(config, set_)
+    _check_features(features)
+    if pretrained is not None and not (pretrained / "config.json").is_file():
+        raise _fail(f"{pretrained} is not a saved FLIP pretraining folder (no config.json)")
+    from flip_core.flip_stages import run_finetuning
+
+    try:
+        result = run_finetuning(cfg, features, out, variant, pretrained, resume=resume)  # type: ignore[arg-type]
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc).splitlines()[0]) from None
+    _report(result.model_dir, result.metrics, result.train.global_step)
+
+
+def _report(model_dir: Path, metrics: dict[str, float], steps: int) -> None:
+    console.print(f"steps: {steps}")
+    for key, value in sorted(metrics.items()):
+        console.print(f"{key}: {value:.4f}")
+    console.print(f"model: {model_dir}")

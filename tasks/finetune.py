@@ -1,0 +1,45 @@
+"""Task `finetune`: one FLIP finetuning variant on a built feature folder (thin wrapper)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from flip_core.config import FlipConfig
+from flip_core.flip_stages import run_finetuning
+from flip_core.hashing import tree_sha256
+from flip_core.models.flip import Variant
+
+
+class FinetuneManifest(BaseModel):
+    """A finetuned CTR model folder with its content hash and valid/test metrics."""
+
+    variant: str
+    model_dir: Path
+    content_hash: str
+    metrics: dict[str, float]
+
+
+@task(name="finetune")
+def finetune(
+    config: FlipConfig,
+    features_dir: Path,
+    output_dir: Path,
+    variant: Variant,
+    pretrained_dir: Path | None = None,
+) -> FinetuneManifest:
+    """Finetune `variant` from `pretrained_dir` (None: from-scratch baseline)."""
+    resume = "latest" if (output_dir / "checkpoints").is_dir() else None
+    result = run_finetuning(
+        config, features_dir, output_dir, variant, pretrained_dir, resume=resume
+    )
+    get_run_logger().info("%s: %s", variant, result.metrics)
+    return FinetuneManifest(
+        variant=variant,
+        model_dir=result.model_dir,
+        content_hash=tree_sha256(result.model_dir),
+        metrics=result.metrics,
+    )

@@ -1,0 +1,140 @@
+"""Pretrain -> finetune (all three variants) end to end on synthetic data with a tiny local PLM,
+through the CLI, the real feature build and the one trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from transformers import BertConfig, BertModel
+from typer.testing import CliRunner
+
+from flip_core.config import FlipConfig, load_config
+from flip_core.data.build import build_splits_from_config, render_from_config
+from flip_core.models.flip import FlipForCTR, FlipForPretraining
+from flows.cli import app
+from tests.features_support import ingest, minilm_tokenizer
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_plm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT over MiniLM's vocabulary, saved as a local PLM folder."""
+    out = tmp_path_factory.mktemp("tiny-plm")
+    tok = minilm_tokenizer()
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
+    torch.manual_seed(0)
+    BertModel(cfg, add_pooling_layer=False).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _overrides(data_root: Path, plm_dir: Path) -> list[str]:
+    return [
+        f"paths.data_root={data_root}",
+        f"plm.name={plm_dir}",
+        "id_model.embedding_dim=8",
+        "id_model.hidden_units=[32]",
+        "training.batch_size=32",
+        "training.max_steps=8",
+        "training.epochs=1",
+        "training.num_threads=1",
+        "training.progress=false",
+        "training.log_every_steps=2",
+        "training.eval_every_steps=4",
+        "training.learning_rate=0.003",
+        "plm.learning_rate=0.001",
+        "pretrain.max_rows=256",
+        "pretrain.mtm_num_negatives=16",
+        "pretrain.mtm_full_softmax_max_vocab=64",
+        "finetune.max_rows=256",
+    ]
+
+
+@pytest.fixture(scope="module")
+def features(
+    synthetic_raw: Path, tiny_plm_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("flip-stages")
+    overrides = _overrides(root, tiny_plm_dir)
+    cfg = load_config(None, overrides)
+    lake = ingest(synthetic_raw, root)
+    splits = build_splits_from_config(cfg, lake)
+    built = render_from_config(cfg, splits.splits_dir)
+    return built.features_dir, overrides
+
+
+def _cli(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_pretrain_then_finetune_every_variant(
+    features: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    features_dir, overrides = features
+    sets = [a for o in overrides for a in ("--set", o)]
+    out = _cli("pretrain", "--features", str(features_dir), "--out", str(tmp_path / "pre"), *sets)
+    assert "valid_loss" in out
+    pre_dir = tmp_path / "pre" / "model"
+    names = {p.name for p in pre_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "feature_map.json", "tokenizer.json"} <= names
+    history = (tmp_path / "pre" / "history.json").read_text()
+    for key in ("train_mlm_accuracy", "train_mtm_accuracy", "valid_icl_loss"):
+        assert key in history
+    pre = FlipForPretraining.from_pretrained(pre_dir)
+    init = FlipForCTR.from_pretraining(pre_dir, "flip")
+    for name, tensor in pre.state_dict().items():  # towers carried over, heads dropped
+        if name.startswith(("id_model.", "plm.")):
+            torch.testing.assert_close(init.state_dict()[name], tensor)
+    assert not any(k.startswith(("mlm_head", "mtm_head", "icl_head")) for k in init.state_dict())
+
+    for variant in ("flip_id", "flip_plm", "flip"):
+        run_dir = tmp_path / variant
+        out = _cli(
+            "finetune", "--variant", variant, "--features", str(features_dir),
+            "--pretrained", str(pre_dir), "--out", str(run_dir), *sets,
+        )  # fmt: skip
+        assert "test_auc" in out
+        model = FlipForCTR.from_pretrained(run_dir / "model")
+        assert model.variant == variant
+        with safe_open(str(run_dir / "model" / "model.safetensors"), "pt") as f:
+            keys = list(f.keys())
+        has_plm = any(k.startswith("plm.") for k in keys)
+        assert has_plm == (variant != "flip_id")
+        if variant == "flip_id":  # servable without the PLM: no text in, no PLM weights
+            assert model.plm is None and model.config.plm_config is None
+            assert not (run_dir / "model" / "tokenizer.json").exists()
+            rows = torch.full((2, len(model.config.vocab_sizes)), 3)
+            assert model(field_ids=rows).logits.shape == (2,)
+
+
+def test_from_scratch_baselines_and_bad_input(
+    features: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    features_dir, overrides = features
+    cfg: FlipConfig = load_config(None, overrides)
+    from flip_core.flip_stages import build_ctr_model
+
+    scratch = build_ctr_model(cfg, features_dir, "flip_id", None)
+    assert scratch.plm is None and scratch.id_model is not None
+    plm_only = build_ctr_model(cfg, features_dir, "flip_plm", None)
+    assert plm_only.id_model is None and plm_only.plm is not None
+    sets = [a for o in overrides for a in ("--set", o)]
+    result = CliRunner().invoke(
+        app,
+        ["finetune", "--variant", "flip_id", "--features", str(features_dir), "--out",
+         str(tmp_path), "--pretrained", str(tmp_path / "missing"), *sets],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "not a saved FLIP pretraining folder" in result.output
