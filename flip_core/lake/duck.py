@@ -24,5 +24,7 @@ def connect(config: DuckDBConfig, temp_directory: Path | None = None) -> duckdb.
         settings["temp_directory"] = str(spill)
     con = duckdb.connect(config=settings)
     con.execute("SET enable_progress_bar = false")
+    # Row order inside a lake file carries no meaning (line_number does); COPY may run in parallel.
+    con.execute("SET preserve_insertion_order = false")
     con.execute(load_sql("ingest/macros"))
     return con

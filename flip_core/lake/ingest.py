@@ -287,7 +287,8 @@ class _Run:
         if frame.empty:
             return
         if table == "ratings":
-            schema = ratings_schema(self._known_ids("users"), self._known_ids("movies"))
+            users, movies = self._known_ids("users"), self._known_ids("movies")
+            schema = ratings_schema(users, movies, key_checked=True)
         else:
             schema = TABLES[table].model.to_schema()
         reasons = failure_reasons(schema, frame)

@@ -21,6 +21,9 @@ import pyarrow.compute as pc
 
 PREVIEW_CHARS = 200
 _C1_CONTROL = re.compile("[\x80-\x9f]")
+_CONTROL_BYTE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_ROWS_PER_BATCH = 1 << 17
 _READ_BYTES = 1 << 20
 
 
@@ -142,8 +145,10 @@ def _split(
 
     issues: dict[int, str] = {}
     texts: dict[int, str] = {}
-    _flag_bad_bytes(arr, starts, content_ends, issues)
-    _decode_non_ascii(data, arr, starts, content_ends, encoding, issues, texts)
+    if _CONTROL_BYTE.search(data) or (b"\r" in data and _BARE_CR.search(data)):
+        _flag_bad_bytes(arr, starts, content_ends, issues)
+    if not data.isascii():
+        _decode_non_ascii(data, arr, starts, content_ends, encoding, issues, texts)
     for i in np.flatnonzero(lengths > max_line_bytes):
         size = int(lengths[i])
         issues[int(i)] = f"line is {size:,} bytes, over the {max_line_bytes:,}-byte limit"
@@ -176,7 +181,8 @@ def _split(
     table = pa.table({"line_number": numbers, "line": lines, "issue": issue_col})
     if blank.any():
         table = table.filter(pa.array(~blank))
-    return LineBatch(table=table)
+    # Many record batches let DuckDB scan the batch with all its threads.
+    return LineBatch(table=pa.Table.from_batches(table.to_batches(max_chunksize=_ROWS_PER_BATCH)))
 
 
 def _flag_bad_bytes(

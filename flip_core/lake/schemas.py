@@ -8,6 +8,7 @@ checks for the ids known at ingest time.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -97,10 +98,20 @@ LAKE_TABLES = ("ratings", "users", "movies")
 
 
 def ratings_schema(
-    known_users: Sequence[int] | np.ndarray, known_movies: Sequence[int] | np.ndarray
+    known_users: Sequence[int] | np.ndarray,
+    known_movies: Sequence[int] | np.ndarray,
+    key_checked: bool = False,
 ) -> pa.DataFrameSchema:
-    """The ratings model plus referential checks against the given user and movie ids."""
+    """The ratings model plus referential checks against the given user and movie ids.
+
+    `key_checked=True` leaves out the (costly) key uniqueness check, for frames whose keys were
+    made unique already (the ingest's SQL dedup step does that, and tells duplicates from
+    conflicts, which a uniqueness check cannot).
+    """
     schema = RatingsModel.to_schema()
+    if key_checked:
+        schema = copy.copy(schema)  # to_schema() is cached: never mutate it
+        schema.unique = None
     users = pa.Check.isin(np.asarray(known_users), name="known_user", error="known_user")
     movies = pa.Check.isin(np.asarray(known_movies), name="known_movie", error="known_movie")
     return schema.update_columns(

@@ -1,0 +1,188 @@
+"""Benchmark: raw files -> validated Parquet lake, ours vs pandas + pandera, plus a 10M-row run.
+
+Ours: `flip_core.lake.ingest_raw_dir` (numpy line split, DuckDB SQL parse/dedup, pandera checks,
+DuckDB COPY to Parquet) into a fresh lake. Baseline, same run, same files: pandas
+`read_csv(sep='::', engine='python')` per file, then the same pandera models lazily (ratings
+also checked against the known users and movies), then `to_parquet` of the valid rows.
+Rows/s counts every data row of users, movies and ratings, from the raw files to the lake.
+
+The 10M-row synthetic ratings file (plus 6,040 users, 3,952 movies) is ingested in a child
+process, whose peak RSS comes from `os.wait4`. The pandas baseline on it is optional
+(`--baseline-10m`; about 3 minutes on 2 cores).
+
+Run: `flock /tmp/flip-heavy.lock .venv/bin/python benchmarks/ingest.py` (synthetic data stands in
+when ../shared/data/ml-1m is absent). Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from flip_core.config import DuckDBConfig, IngestConfig
+from flip_core.data.synth import write_synthetic_movielens
+from flip_core.lake import MoviesModel, UsersModel, ingest_raw_dir
+from flip_core.lake.ingest import find_sources
+from flip_core.lake.schemas import TABLES, failure_reasons, ratings_schema
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_RAW = REPO.parent / "shared" / "data" / "ml-1m"
+GIB = 1 << 30
+
+
+def ours(raw: Path, work: Path, threads: int) -> tuple[int, float]:
+    """Ingest `raw` into a fresh lake under `work`; (rows read, seconds)."""
+    config = IngestConfig(duckdb=DuckDBConfig(threads=threads))
+    start = time.perf_counter()
+    result = ingest_raw_dir(raw, work / "ours", config)
+    seconds = time.perf_counter() - start
+    return sum(s.rows_seen for s in result.sources), seconds
+
+
+def baseline(raw: Path, work: Path) -> tuple[int, float]:
+    """pandas python-engine read + the same pandera validation + Parquet; (rows, seconds)."""
+    start = time.perf_counter()
+    out = work / "baseline"
+    out.mkdir(parents=True, exist_ok=True)
+    frames: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
+    for table, path in find_sources(raw):
+        frame = pd.read_csv(
+            path,
+            sep="::",
+            engine="python",
+            header=None,
+            names=list(TABLES[table].fields),
+            encoding="latin-1",
+        )
+        frames[table].append(frame)
+    rows = 0
+    valid: dict[str, pd.DataFrame] = {}
+    for table, model in (("users", UsersModel), ("movies", MoviesModel)):
+        frame = _typed(pd.concat(frames[table], ignore_index=True), table)
+        rows += len(frame)
+        valid[table] = frame.drop(index=list(failure_reasons(model.to_schema(), frame)))
+    ratings = _typed(pd.concat(frames["ratings"], ignore_index=True), "ratings")
+    rows += len(ratings)
+    schema = ratings_schema(
+        valid["users"]["user_id"].to_numpy(), valid["movies"]["movie_id"].to_numpy()
+    )
+    valid["ratings"] = ratings.drop(index=list(failure_reasons(schema, ratings)))
+    for table, frame in valid.items():
+        frame.to_parquet(out / f"{table}.parquet")
+    return rows, time.perf_counter() - start
+
+
+def _typed(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    ints = {"user_id", "movie_id", "rating", "age", "occupation"}
+    types = {
+        c: ("int64" if c == "timestamp" else "int32") for c in frame if c in ints | {"timestamp"}
+    }
+    return frame.astype(types)
+
+
+def synthetic_10m(folder: Path, rows: int) -> Path:
+    """users.dat, movies.dat and a `rows`-line ratings.dat (unique keys); reused when present."""
+    ratings = folder / "ratings.dat"
+    marker = folder / f".rows-{rows}"
+    if marker.is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    write_synthetic_movielens(folder, users=6040, movies=3952, ratings_per_user=1, seed=0)
+    rng = np.random.default_rng(0)
+    step = 1_000_000
+    with ratings.open("w", encoding="latin-1") as handle:
+        for begin in range(0, rows, step):
+            n = min(step, rows - begin)
+            users = rng.integers(1, 6041, n).tolist()
+            movies = rng.integers(1, 3953, n).tolist()
+            stars = rng.integers(1, 6, n).tolist()
+            stamps = range(956_703_932 + begin, 956_703_932 + begin + n)
+            handle.write(
+                "".join(
+                    f"{u}::{m}::{r}::{t}\n"
+                    for u, m, r, t in zip(users, movies, stars, stamps, strict=True)
+                )
+            )
+    marker.touch()
+    return folder
+
+
+def child_run(raw: Path, work: Path, threads: int) -> tuple[int, float, float]:
+    """Ingest in a child process; (rows, seconds, peak RSS GiB of the child)."""
+    cmd = [sys.executable, __file__, "--child", str(raw), str(work), str(threads)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"10M-row child run failed (exit {proc.returncode}): {output}")
+    result = json.loads(output.strip().splitlines()[-1])
+    return int(result["rows"]), float(result["seconds"]), usage.ru_maxrss * 1024 / GIB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw-dir", type=Path, default=DEFAULT_RAW)
+    parser.add_argument("--rows-10m", type=int, default=10_000_000)
+    parser.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baseline-10m", action="store_true", help="Also time pandas on 10M.")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        raw, work, threads = Path(args.child[0]), Path(args.child[1]), int(args.child[2])
+        rows, seconds = ours(raw, work, threads)
+        print(json.dumps({"rows": rows, "seconds": seconds}))
+        return
+
+    with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="flip-bench-ingest-") as tmp:
+        work = Path(tmp)
+        raw = args.raw_dir
+        if not (raw / "users.dat").is_file():
+            raw = work / "synthetic"
+            write_synthetic_movielens(raw, users=3000, movies=3883, ratings_per_user=160, seed=0)
+            print(f"{args.raw_dir} not found; using synthetic data in {raw}")
+        rows, seconds = ours(raw, work / "a", args.threads)
+        base_rows, base_seconds = baseline(raw, work / "a")
+        assert base_rows == rows, (base_rows, rows)
+        rate, base_rate = rows / seconds, base_rows / base_seconds
+        print(f"{raw}: {rows:,} rows")
+        print(f"  ours     {seconds:8.2f} s  {rate:12,.0f} rows/s")
+        print(f"  pandas   {base_seconds:8.2f} s  {base_rate:12,.0f} rows/s")
+        print(f"  ratio    {rate / base_rate:8.1f}x")
+
+        big = synthetic_10m(args.work_dir / f"flip-bench-ingest-{args.rows_10m}", args.rows_10m)
+        rows10, seconds10, rss10 = child_run(big, work / "b", args.threads)
+        rate10 = rows10 / seconds10
+        print(f"{big}: {rows10:,} rows")
+        print(f"  ours     {seconds10:8.2f} s  {rate10:12,.0f} rows/s  peak RSS {rss10:.2f} GiB")
+        if args.baseline_10m:
+            b_rows, b_seconds = baseline(big, work / "b")
+            print(f"  pandas   {b_seconds:8.2f} s  {b_rows / b_seconds:12,.0f} rows/s")
+            print(f"  ratio    {rate10 / (b_rows / b_seconds):8.1f}x")
+    print(
+        json.dumps(
+            {
+                "benchmark": "ingest",
+                "rows_per_s": round(rate),
+                "baseline_rows_per_s": round(base_rate),
+                "ratio": round(rate / base_rate, 2),
+                "rows_10m_per_s": round(rate10),
+                "peak_rss_gib_10m": round(rss10, 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
