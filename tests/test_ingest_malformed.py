@@ -194,6 +194,13 @@ def test_very_long_line(tmp_path: Path) -> None:
     assert len(raw_line) == 203 and raw_line.endswith("...")
 
 
+def test_line_longer_than_a_read_chunk_is_not_held_in_memory(tmp_path: Path) -> None:
+    long_line = "1::2::3::" + "7" * 3_000_000
+    config = IngestConfig(max_bad_share=1.0, chunk_mib=1)
+    result = _ingest(tmp_path, _lines_bytes(_with_bad(long_line, at=5)), config)
+    _assert_one_bad(tmp_path, result, 5, "line is 3,000,009 bytes, over the 65,536-byte limit")
+
+
 def test_blank_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     lines = _good_lines()
     lines[4:4] = [""]

@@ -56,19 +56,23 @@ def iter_line_batches(
     """Yield the non-blank lines of `path` (plain or .gz) in batches of about `chunk_bytes`."""
     _check_encoding(path, encoding)
     carry = b""
+    dropped = 0  # bytes of an over-long unfinished line not kept in memory
     first_line = 1
     for block in _blocks(path, chunk_bytes, stats):
         stats.empty = False
         data = carry + block
         cut = data.rfind(b"\n") + 1
-        carry = data[cut:]
         if cut:
-            batch = _split(data[:cut], first_line, encoding, max_line_bytes, stats)
-            first_line = stats.lines + 1
+            batch = _split(data[:cut], first_line, encoding, max_line_bytes, stats, dropped)
+            first_line, dropped = stats.lines + 1, 0
             if batch.table.num_rows:
                 yield batch
+        carry = data[cut:]
+        if len(carry) > max_line_bytes:  # keep only the head of a line that is too long anyway
+            dropped += len(carry) - max_line_bytes - 1
+            carry = carry[: max_line_bytes + 1]
     if carry:
-        batch = _split(carry, first_line, encoding, max_line_bytes, stats, partial=True)
+        batch = _split(carry, first_line, encoding, max_line_bytes, stats, dropped, partial=True)
         if batch.table.num_rows:
             yield batch
 
@@ -126,9 +130,13 @@ def _split(
     encoding: str,
     max_line_bytes: int,
     stats: LineStats,
+    dropped: int = 0,
     partial: bool = False,
 ) -> LineBatch:
-    """Split `data` (whole lines; the last one may lack its newline) into a numbered batch."""
+    """Split `data` (whole lines; the last one may lack its newline) into a numbered batch.
+
+    `dropped`: bytes of the first line that were not kept (it is over-long).
+    """
     arr = np.frombuffer(data, dtype=np.uint8)
     newlines = np.flatnonzero(arr == 10)
     ends = newlines if not partial else np.append(newlines, len(arr))
@@ -139,6 +147,7 @@ def _split(
     has_cr = (ends > starts) & (arr[np.maximum(ends - 1, 0)] == 13)
     content_ends = ends - has_cr
     lengths = content_ends - starts
+    lengths[0] += dropped
     numbers = np.arange(first_line, first_line + count, dtype=np.int64)
     stats.lines = int(numbers[-1]) if count else stats.lines
     stats.crlf_lines += int(has_cr.sum())
@@ -165,7 +174,8 @@ def _split(
     offsets[:-1] = starts
     offsets[-1] = len(arr)
     lines = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(data))
-    replace = {**{i: _preview(data, starts[i], content_ends[i]) for i in issues}, **texts}
+    replace = {i: text for i, text in texts.items() if i not in issues}
+    replace.update({i: _preview(data, starts[i], content_ends[i]) for i in issues})
     if replace:
         mask = np.zeros(count, dtype=bool)
         keys = sorted(replace)
