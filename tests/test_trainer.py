@@ -295,3 +295,43 @@ def test_bad_settings_fail_clearly(tmp_path: Path) -> None:
     trainer = Trainer(make_model(), _plain_config(), make_data(8, 0), output_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="not a checkpoint"):
         trainer.train(resume_from=tmp_path / "nothing")
+
+
+def _sample_raw(synthetic_raw: Path) -> Path:
+    """The real ml-1m sample when ../shared/data is present, else the synthetic raw folder."""
+    from tests.conftest import SHARED_DATA
+
+    real = SHARED_DATA / "ml-1m-sample"
+    return real if (real / "users.dat").is_file() else synthetic_raw
+
+
+@pytest.mark.slow
+def test_flip_train_cli_end_to_end(tmp_path: Path, synthetic_raw: Path) -> None:
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from flip_core.config import FlipConfig
+    from flip_core.data.build import build_splits_from_config
+    from flip_core.lake import ingest_raw_dir
+    from flip_core.models import IDModel
+    from flows.cli import app
+
+    config = FlipConfig.model_validate({"paths": {"data_root": str(tmp_path / "data")}})
+    ingest_raw_dir(_sample_raw(synthetic_raw), config.paths.data_root, config.ingest)
+    splits = build_splits_from_config(config).splits_dir
+    runner = CliRunner()
+    bad = runner.invoke(app, ["train", "-f", str(splits), "-o", str(tmp_path / "x"), "-m", "dcn"])
+    assert bad.exit_code == 2 and "unknown model 'dcn'" in bad.output
+    args = ["train", "-f", str(splits), "-o", str(tmp_path / "run"), "-m", "deepfm", "--seed", "3"]
+    sets = ["training.epochs=2", "training.num_threads=1", "training.batch_size=256"]
+    result = runner.invoke(app, [*args, *[x for s in sets for x in ("--set", s)]])
+    assert result.exit_code == 0, result.output
+    assert "deepfm seed 3: valid AUC" in result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["valid"]["valid_auc"] > 0.55  # learnable signal in both real and synthetic data
+    assert 0.0 < metrics["test"]["test_logloss"] < 1.0
+    test_rows = pq.read_metadata(splits / "splits" / "test.parquet").num_rows
+    assert metrics["test"]["test_warm_rows"] + metrics["test"]["test_cold_rows"] == test_rows
+    model = IDModel.from_pretrained(tmp_path / "run" / "model")
+    assert model.name == "deepfm"
+    assert (tmp_path / "run" / "model" / "feature_map.json").is_file()

@@ -54,10 +54,13 @@ class IDTrainReport:
 
 
 def locate_features(features_dir: Path | str) -> tuple[Path, Path]:
-    """(folder with train/valid/test.parquet, feature_map.json) for a feature or split folder."""
+    """(folder with train/valid/test.parquet, feature_map.json) for a prompt feature folder, a
+    split build folder or its `splits/` folder."""
     root = Path(features_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"features folder {root} does not exist")
+    if not (root / "train.parquet").is_file() and (root / "splits" / "train.parquet").is_file():
+        root = root / "splits"  # a split build folder: <key>/{feature_map.json, splits/}
     missing = [name for name in SPLIT_FILES if not (root / name).is_file()]
     if missing:
         raise FileNotFoundError(f"features folder {root} lacks {', '.join(missing)}")
