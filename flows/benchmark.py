@@ -19,7 +19,10 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from flows.params import flow_config
+from tasks.features import build_features
+from tasks.ingest import ingest_raw, validate_lake
 from tasks.raw_data import prepare_raw_data
+from tasks.train import train_id_model
 
 BEGIN = "<!-- benchmark:begin -->"
 END = "<!-- benchmark:end -->"
@@ -121,12 +124,41 @@ def benchmark(
     models = models or [config.id_model.backbone]
     seeds = seeds if seeds is not None else [0, 1, 2]
     raw = prepare_raw_data(config)
-    logger.info("Benchmark of %s x seeds %s on %s", models, seeds, raw.raw_dir)
-    raise RuntimeError(
-        "the benchmark needs the ingest, features and training stages (issues 3-5), "
-        "which are not wired into flows/benchmark.py yet"
-    )
-
-
-def _publish(table: str) -> None:
+    lake = ingest_raw(config, raw)
+    validate_lake(config, lake)
+    features = build_features(config, lake.lake_dir)
+    logger.info("Benchmark of %s x seeds %s on %s", models, seeds, features.protocol)
+    results = []
+    for model in models:
+        for seed in seeds:
+            trained = train_id_model(config, features.splits_dir / "splits", model, seed)
+            metrics = {"test_auc": trained.test_auc, "test_logloss": trained.test_logloss}
+            metrics["valid_auc"] = trained.valid_auc
+            results.append(RunResult(model=model, seed=seed, metrics=metrics))
+    rows = aggregate(results)
+    command = benchmark_command(config_file, raw_dir, features.protocol, models, seeds, overrides)
+    table = results_markdown(rows, features.protocol, command)
+    write_results(results_path, table)
     create_markdown_artifact(table, key="benchmark-results")
+    logger.info("Wrote the benchmark table to %s", results_path)
+    return rows
+
+
+def benchmark_command(
+    config_file: Path | None,
+    raw_dir: Path | None,
+    protocol: str,
+    models: Sequence[str],
+    seeds: Sequence[int],
+    overrides: Sequence[str] | None,
+) -> str:
+    """The `flip benchmark` command line that reproduces a run."""
+    parts = ["flip benchmark"]
+    if config_file is not None:
+        parts.append(f"--config {config_file}")
+    if raw_dir is not None:
+        parts.append(f"--raw-dir {raw_dir}")
+    parts += [f"--protocol {protocol}", f"--models {','.join(models)}"]
+    parts.append(f"--seeds {','.join(str(s) for s in seeds)}")
+    parts += [f"--set {o}" for o in overrides or []]
+    return " ".join(parts)

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from flip_core.config import ConfigError, FlipConfig, load_config
 from flip_core.data.synth import write_synthetic_movielens
+from flows.benchmark_cli import benchmark_command
 from flows.flip_cli import finetune_command, pretrain_command
 from flows.ingest_cli import download_command, ingest_command
 from flows.replay_cli import replay_command
@@ -25,6 +26,7 @@ app.add_typer(data_app, name="data")
 data_app.command("ingest")(ingest_command)
 data_app.command("download")(download_command)
 data_app.command("replay")(replay_command)
+app.command("benchmark")(benchmark_command)
 app.command("train")(train_command)
 app.command("pretrain")(pretrain_command)
 app.command("finetune")(finetune_command)

@@ -1,0 +1,63 @@
+"""The benchmark flow: models x seeds on one protocol, table rewritten in place, reruns cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.benchmark import BEGIN, END, RunResult, aggregate, benchmark, write_results
+
+
+def test_aggregate_and_write_keep_the_prose(tmp_path: Path):
+    results = [
+        RunResult(model="a", seed=0, metrics={"test_auc": 0.70, "test_logloss": 0.60}),
+        RunResult(model="a", seed=1, metrics={"test_auc": 0.72, "test_logloss": 0.58}),
+        RunResult(model="b", seed=0, metrics={"test_auc": 0.65, "test_logloss": 0.66}),
+    ]
+    rows = aggregate(results)
+    assert [r["model"] for r in rows] == ["a", "b"]
+    mean, std = rows[0]["test_auc"]
+    assert mean == pytest.approx(0.71) and std == pytest.approx(0.0141421, rel=1e-4)
+    assert rows[1]["test_auc"] == (pytest.approx(0.65), 0.0)
+
+    path = tmp_path / "results.md"
+    path.write_text("# Results\n\nWritten by people.\n", encoding="utf-8")
+    write_results(path, "table one\n")
+    write_results(path, "table two\n")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# Results\n\nWritten by people.\n")
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    assert "table two" in text and "table one" not in text
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_benchmark_flow_trains_every_pair_and_reruns_from_cache(tmp_path: Path):
+    results = tmp_path / "results.md"
+    kwargs: dict[str, Any] = {
+        "data_root": tmp_path / "data",
+        "models": ["dcnv2", "deepfm"],
+        "seeds": [0, 1],
+        "results_path": results,
+        "overrides": [
+            "synth.users=60",
+            "synth.movies=40",
+            "synth.ratings_per_user=20",
+            "training.epochs=1",
+            "training.batch_size=128",
+        ],
+    }
+    rows = benchmark(**kwargs)
+    assert [(r["model"], r["seeds"]) for r in rows] == [("dcnv2", 2), ("deepfm", 2)]
+    for row in rows:
+        auc, _ = row["test_auc"]
+        logloss, _ = row["test_logloss"]
+        assert 0.0 < auc < 1.0 and logloss > 0.0
+    text = results.read_text(encoding="utf-8")
+    assert "| dcnv2 | 2 |" in text and "| deepfm | 2 |" in text
+    assert "flip benchmark --protocol ml1m-time-811 --models dcnv2,deepfm --seeds 0,1" in text
+
+    state = benchmark(**kwargs, return_state=True)
+    assert state.is_completed()
+    assert state.result() == rows  # identical numbers: every pair came from the cache
