@@ -4,4 +4,4 @@ COPY (
     FROM staged
     WHERE reason IS NULL AND dropped IS NULL
     ORDER BY movie_id
-) TO $path (FORMAT parquet, COMPRESSION zstd);
+) TO $path (FORMAT parquet, COMPRESSION snappy);
