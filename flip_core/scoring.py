@@ -8,6 +8,7 @@ only (`FLIP_ID` or a plain ID backbone), so no language model is loaded.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,43 @@ class RawRowScorer:
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Probabilities `[N]` for raw rows (a DataFrame with the raw field columns)."""
         return self.predict_ids(encode_rows(self.feature_map, frame))
+
+
+def _csv_column_types() -> dict[str, Any]:
+    import pyarrow as pa
+
+    return {name: pa.int64() if name in INTEGER_FIELDS else pa.string() for name in RAW_FIELDS}
+
+
+def iter_raw_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Stream raw rows from a Parquet or CSV file in DataFrames of about `chunk_rows` rows.
+
+    CSV columns of the raw fields are typed explicitly (zip codes stay strings with their
+    leading zeros); other columns are inferred. Memory stays bounded by the chunk size.
+    """
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    suffix = check_input(path)
+    if suffix == ".parquet":
+        with pq.ParquetFile(path) as parquet:
+            for batch in parquet.iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
+    elif suffix == ".csv":
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=max(1 << 16, chunk_rows * 160)),
+            convert_options=pacsv.ConvertOptions(column_types=_csv_column_types()),
+        )
+        for batch in reader:
+            yield batch.to_pandas()
+
+
+def check_input(path: Path) -> str:
+    """Fail early on a missing file or an unsupported format; returns the suffix."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise ScoringError(f"input file {path} does not exist")
+    if suffix not in (".parquet", ".csv"):
+        raise ScoringError(f"input {path}: unsupported format {suffix!r}; use .parquet or .csv")
+    return suffix

@@ -14,6 +14,7 @@ from flows.benchmark_cli import benchmark_command
 from flows.flip_cli import finetune_command, pretrain_command
 from flows.ingest_cli import download_command, ingest_command
 from flows.replay_cli import replay_command
+from flows.score_cli import score_command
 from flows.train_cli import train_command
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app.command("benchmark")(benchmark_command)
 app.command("train")(train_command)
 app.command("pretrain")(pretrain_command)
 app.command("finetune")(finetune_command)
+app.command("score")(score_command)
 
 console = Console()
 err_console = Console(stderr=True)

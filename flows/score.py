@@ -1,0 +1,25 @@
+"""Batch scoring flow: a registered model (by alias) scores a raw Parquet/CSV file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from flip_core.config import load_config
+from tasks.score import ScoreSummary, score_task
+
+
+@flow(name="batch-score")
+def batch_score(
+    input_path: Path,
+    output_path: Path,
+    model_uri: str | None = None,
+    chunk_rows: int = 100_000,
+    config_file: Path | None = None,
+    overrides: list[str] | None = None,
+) -> ScoreSummary:
+    """Score raw rows with `model_uri` (default: `models:/<registered_model>@champion`)."""
+    config = load_config(config_file, overrides or [])
+    uri = model_uri or f"models:/{config.mlflow.registered_model}@champion"
+    return score_task(uri, input_path, output_path, chunk_rows, config.mlflow.tracking_uri)

@@ -1,0 +1,64 @@
+"""`flip score`: stream raw rows through a registered model into a Parquet file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from flip_core.config import ConfigError, load_config
+from flip_core.scoring import ScoringError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def score_command(
+    input_path: Annotated[
+        Path, typer.Option("--input", "-i", help="Raw rows: .parquet or .csv file.")
+    ],
+    output_path: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Model URI, e.g. models:/flip-ctr@champion (default: the configured "
+            "registered model's champion).",
+        ),
+    ] = None,
+    chunk_rows: Annotated[
+        int, typer.Option(min=1, help="Rows read and scored at a time.")
+    ] = 100_000,
+    keep: Annotated[
+        str, typer.Option(help="Comma-separated input columns copied to the output.")
+    ] = "user_id,movie_id",
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
+    ] = None,
+) -> None:
+    """Score raw rows (user_id, gender, age, occupation, zip, movie_id, title, genres) in chunks;
+    writes the kept columns plus `probability`."""
+    from tasks.score import score
+
+    try:
+        cfg = load_config(config, set_ or [])
+        uri = model or f"models:/{cfg.mlflow.registered_model}@champion"
+        keep_cols = tuple(c.strip() for c in keep.split(",") if c.strip())
+        summary = score(
+            uri, input_path, output_path, chunk_rows, cfg.mlflow.tracking_uri, keep_cols
+        )
+    except (ConfigError, ScoringError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    rate = summary.rows / max(summary.seconds, 1e-9)
+    console.print(
+        f"scored {summary.rows} rows in {summary.chunks} chunks with {uri} -> {output_path} "
+        f"({summary.seconds:.1f} s, {rate:,.0f} rows/s)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
