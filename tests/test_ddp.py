@@ -4,9 +4,11 @@ Why a tolerance at all: with dropout off and the same global batch, both runs se
 rows in each optimizer step (the sampler order depends only on seed and epoch; rank r takes every
 N-th row of each global batch), and DDP averages the two half-batch mean gradients, which is
 mathematically the full-batch mean gradient. Only float32 summation order differs (two partial
-sums plus an all-reduce instead of one sum), ~1e-7 relative per step; Adam can amplify such
-differences slightly over steps, so we allow 1e-4 absolute on the logged losses and weights.
-That is orders of magnitude below the real signal: the loss falls by > 0.05 over the run.
+sums plus an all-reduce instead of one sum), ~1e-7 relative per step, and Adam can amplify such
+differences over steps. Measured on this setup: max |loss diff| 6e-8, max |weight diff| 4.5e-8
+over 20 steps. We allow 1e-5 absolute on the logged losses, weights and valid metrics (~100x the
+observed gap, robust to other BLAS builds), four orders of magnitude below the real signal: the
+loss falls by > 0.05 over the run (0.16 measured).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from flip_core.training import Trainer, keep_batch
 from tests.test_trainer import make_data, make_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TOL = 1e-4
+TOL = 1e-5
 
 DDP_CONFIG = TrainingConfig(
     batch_size=32,
