@@ -156,7 +156,7 @@ def _ddp_worker(rank: int, world: int, port: int, queue: mp.Queue) -> None:
     loss, _ = info_nce_loss(a, b, 0.1)
     (loss * a.shape[0] / 5).backward()  # so the ranks' losses sum to the global mean
     grads = (a_all.grad.tolist(), b_all.grad.tolist())  # type: ignore[union-attr]
-    queue.put((rank, offset, gathered.shape[0], float(loss), *grads))  # plain lists: no fds
+    queue.put((rank, offset, gathered.shape[0], float(loss.detach()), *grads))  # lists: no fds
     dist.destroy_process_group()
 
 
@@ -185,7 +185,7 @@ def test_info_nce_gathers_negatives_across_ranks_with_gradients() -> None:
     ref.backward()
     assert [(r[1], r[2]) for r in results] == [(0, 5), (3, 5)]
     weighted = (results[0][3] * 3 + results[1][3] * 2) / 5
-    assert abs(weighted - float(ref)) < 1e-5
+    assert abs(weighted - float(ref.detach())) < 1e-5
     # autograd through all_gather sums every rank's gradient onto the rank that owns the rows
     ga0, ga1 = torch.tensor(results[0][4]), torch.tensor(results[1][4])
     gb0, gb1 = torch.tensor(results[0][5]), torch.tensor(results[1][5])
