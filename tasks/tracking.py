@@ -446,3 +446,46 @@ class MLflowCallback(TrainerCallback):
         """The final summary (best metric, throughput) as `<prefix>final/<name>`."""
         if state.is_main:
             self._log("final", metrics, state.step)
+
+
+@contextmanager
+def tracked_stage(
+    config: FlipConfig,
+    stage: str,
+    manifest: Mapping[str, Any] | None = None,
+    flow_run_id: str | None = None,
+    model: Any = None,
+) -> Iterator[tuple[TrackedRun, MLflowCallback]]:
+    """A run for one training/evaluation stage with config, system info and manifest logged.
+
+    Yields the run and an `MLflowCallback` to hand to the trainer; on success the loss/accuracy
+    curves (and the fusion weight, when logged) are drawn from the logged histories.
+    """
+    with tracked_run(config, stage, flow_run_id, tags={"stage": stage}) as run:
+        log_config(run, config)
+        log_system_info(run)
+        if manifest is not None:
+            log_manifest(run, manifest)
+        yield run, MLflowCallback(run, model=model)
+        log_training_curves(run)
+
+
+def log_id_model_evaluation(
+    run: TrackedRun,
+    model_dir: Path,
+    features_dir: Path,
+    splits: tuple[str, ...] = ("valid", "test"),
+    batch_size: int = 8192,
+) -> dict[str, float]:
+    """Score the built splits with an ID-only model (FLIP_ID / ID backbone): metrics + plots."""
+    from flip_core.data.dataset import FeatureDataset
+    from flip_core.scoring import RawRowScorer
+
+    scorer = RawRowScorer.from_pretrained(model_dir, batch_size=batch_size)
+    metrics: dict[str, float] = {}
+    for split in splits:
+        path = features_dir / f"{split}.parquet"
+        if path.is_file():
+            data = FeatureDataset(path, with_text=False)
+            metrics |= log_evaluation(run, split, data.labels, scorer.predict_ids(data.field_ids))
+    return metrics

@@ -165,3 +165,62 @@ def test_publish_is_idempotent_for_a_run(mlflow_server: str, models: list[Traine
     assert a.version == b.version
     with pytest.raises(ValueError, match="test_logloss"):
         registry.publish_model(cfg, run.run_id, trained.model_dir, {"valid_auc": 0.7}, "p1", "h")
+
+
+def _write_split(path: Path, fmap: FeatureMap, frame: pd.DataFrame) -> None:
+    ids = encode_rows(fmap, frame)
+    table = {name: ids[:, j] for j, name in enumerate(fmap.field_names)}
+    pd.DataFrame({**table, "label": frame["label"].to_numpy()}).to_parquet(path, index=False)
+
+
+@pytest.mark.integration
+def test_trainer_logs_to_a_tracked_stage(
+    mlflow_server: str, models: list[TrainedModel], rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The real trainer with `MLflowCallback`: curves per objective, ROC/calibration, card."""
+    from flip_core.data.collate import FlipCollate
+    from flip_core.data.dataset import FeatureDataset
+    from flip_core.model_card import ModelCardInfo
+    from flip_core.models.flip import FlipForCTR
+    from flip_core.training import Trainer
+
+    trained = models[0]
+    fmap = FeatureMap.load(trained.model_dir)
+    n = len(rows)
+    splits = {"train": rows[: n * 8 // 10], "valid": rows[n * 8 // 10 : n * 9 // 10]}
+    splits["test"] = rows[n * 9 // 10 :]
+    for split, frame in splits.items():
+        _write_split(tmp_path / f"{split}.parquet", fmap, frame)
+    settings = {
+        "epochs": 2, "max_steps": 30, "batch_size": 256, "log_every_steps": 5,
+        "eval_every_steps": 10, "progress": False, "device": "cpu", "num_threads": 1,
+    }  # fmt: skip
+    cfg = _config(mlflow_server)
+    cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update=settings)})
+    model = FlipForCTR.from_pretrained(trained.model_dir)
+    collate = FlipCollate(with_text=False)
+    with tracking.tracked_stage(cfg, "finetune-flip_id", {"data_hash": "h"}) as (run, callback):
+        trainer = Trainer(
+            model,
+            cfg.training,
+            FeatureDataset(tmp_path / "train.parquet", with_text=False),
+            FeatureDataset(tmp_path / "valid.parquet", with_text=False),
+            output_dir=tmp_path / "out",
+            collate_fn=collate,
+            callbacks=[callback],
+        )
+        trainer.train()
+        model.save_pretrained(tmp_path / "model", feature_map=trained.model_dir)
+        metrics = tracking.log_id_model_evaluation(run, tmp_path / "model", tmp_path)
+        tracking.log_model_card(
+            run, ModelCardInfo("flip", "flip_id", "p1", "h", tracking.code_version(), metrics)
+        )
+    client = MlflowClient(mlflow_server)
+    data = client.get_run(run.run_id)
+    assert data.info.status == "FINISHED"
+    assert len(client.get_metric_history(run.run_id, "train/loss")) >= 2
+    assert len(client.get_metric_history(run.run_id, "valid/auc")) >= 2
+    assert {"valid_auc", "valid_logloss", "test_auc", "test_logloss"} <= set(metrics)
+    plots = {f.path for f in client.list_artifacts(run.run_id, "plots")}
+    assert {"plots/curve_loss.png", "plots/curve_auc.png", "plots/roc_test.png"} <= plots
+    assert "plots/calibration_valid.png" in plots
