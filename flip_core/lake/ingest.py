@@ -160,6 +160,10 @@ def ingest_raw_dir(
     """
     config = config or IngestConfig()
     date = ingest_date or config.ingest_date or datetime.now(UTC).date().isoformat()
+    try:
+        datetime.strptime(date, "%Y-%m-%d")
+    except ValueError:
+        raise IngestError(f"ingest date {date!r} is not a YYYY-MM-DD date") from None
     root = lake_dir(data_root, config.dataset)
     root.mkdir(parents=True, exist_ok=True)
     with _lake_lock(root):
