@@ -99,6 +99,7 @@ def _unseen_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_register_alias_gate_load_and_predict(
     mlflow_server: str, models: list[TrainedModel], rows: pd.DataFrame
 ) -> None:
@@ -155,6 +156,7 @@ def test_register_alias_gate_load_and_predict(
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_publish_is_idempotent_for_a_run(mlflow_server: str, models: list[TrainedModel]) -> None:
     cfg = _config(mlflow_server)
     trained = models[0]
@@ -174,6 +176,7 @@ def _write_split(path: Path, fmap: FeatureMap, frame: pd.DataFrame) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_trainer_logs_to_a_tracked_stage(
     mlflow_server: str, models: list[TrainedModel], rows: pd.DataFrame, tmp_path: Path
 ) -> None:

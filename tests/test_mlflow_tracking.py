@@ -21,7 +21,7 @@ from flip_core.model_card import ModelCardInfo
 from flip_core.training.callbacks import TrainerState
 from tasks import tracking
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -159,3 +159,25 @@ def test_logs_config_system_manifest_plots_card_and_callback(
     }  # fmt: skip
     local = client.download_artifacts(run.run_id, "config.yaml", str(tmp_path))
     assert load_config(local) == cfg
+
+
+def test_retried_prefect_flow_resumes_its_run(prefect_api: None, mlflow_server: str) -> None:
+    from prefect import flow
+
+    cfg = _config(mlflow_server)
+    attempts: list[str] = []
+
+    @flow(name="flaky-training", retries=1, retry_delay_seconds=0)
+    def flaky() -> str:
+        with tracking.tracked_run(cfg, "train") as run:  # flow-run id read from Prefect
+            attempts.append(run.run_id)
+            if len(attempts) == 1:
+                raise RuntimeError("transient failure")
+            return run.run_id
+
+    run_id = flaky()
+    assert attempts == [run_id, run_id]
+    run = MlflowClient(mlflow_server).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert len(run.data.tags[tracking.TAG_FLOW_RUN]) == 36  # a Prefect flow-run UUID
+    assert run.data.tags[tracking.TAG_ATTEMPTS] == "2"

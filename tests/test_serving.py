@@ -25,7 +25,7 @@ from tasks.pyfunc import OUTPUT_COLUMN
 from tests.ctr_models import TrainedModel, raw_source, read_raw_rows, train_flip_id
 from tests.mlflow_server import MLFLOW_BIN, free_port, stop_group, wait_http
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RAW_COLUMNS = ["user_id", "gender", "age", "occupation", "zip", "movie_id", "title", "genres"]
 
 
