@@ -11,11 +11,12 @@ from rich.console import Console
 from flip_core.config import ConfigError, FlipConfig, load_config
 from flip_core.data.synth import write_synthetic_movielens
 from flows.benchmark_cli import benchmark_command
+from flows.features_cli import features_command
 from flows.flip_cli import finetune_command, pretrain_command
 from flows.ingest_cli import download_command, ingest_command
+from flows.train_cli import train_command
 from flows.replay_cli import replay_command
 from flows.score_cli import score_command
-from flows.train_cli import train_command
 
 app = typer.Typer(
     help="FLIP CTR pipeline: ingest, features, pretrain, finetune, register.", no_args_is_help=True
@@ -28,9 +29,10 @@ data_app.command("ingest")(ingest_command)
 data_app.command("download")(download_command)
 data_app.command("replay")(replay_command)
 app.command("benchmark")(benchmark_command)
-app.command("train")(train_command)
+app.command("features")(features_command)
 app.command("pretrain")(pretrain_command)
 app.command("finetune")(finetune_command)
+app.command("train")(train_command)
 app.command("score")(score_command)
 
 console = Console()

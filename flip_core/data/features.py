@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 from flip_core.config import DuckDBConfig
 from flip_core.data.feature_map import FeatureMap, FieldVocab
 from flip_core.data.protocols import FIELDS, Protocol
-from flip_core.hashing import text_sha256, tree_sha256
+from flip_core.hashing import file_sha256, text_sha256
+from flip_core.lake import load_manifest
 from flip_core.sql import load_sql
 
 LAKE_TABLES = ("ratings", "users", "movies")
@@ -41,12 +42,27 @@ class SplitsBuild:
     cached: bool
 
 
-def lake_data_hash(lake_dir: Path) -> str:
-    """Content hash over the lake's ratings, users and movies Parquet files."""
-    missing = [t for t in LAKE_TABLES if not any((lake_dir / t).glob("*/*.parquet"))]
+def lake_files(lake_dir: Path) -> dict[str, list[Path]]:
+    """The Parquet files of each lake table that the lake manifest accounts for (no orphans)."""
+    manifest = load_manifest(lake_dir, lake_dir.name)
+    files: dict[str, list[Path]] = {t: [] for t in LAKE_TABLES}
+    for rel in sorted(manifest.listed_files()):
+        table = rel.split("/", 1)[0]
+        if table in files:
+            files[table].append(lake_dir / rel)
+    missing = [t for t, paths in files.items() if not paths]
     if missing:
-        raise FileNotFoundError(f"lake {lake_dir} has no Parquet files for: {', '.join(missing)}")
-    return text_sha256("|".join(f"{t}:{tree_sha256(lake_dir / t)}" for t in LAKE_TABLES))
+        raise FileNotFoundError(
+            f"lake {lake_dir} has no ingested Parquet files for: {', '.join(missing)} "
+            "(run `flip data ingest` first)"
+        )
+    return files
+
+
+def lake_data_hash(files: dict[str, list[Path]]) -> str:
+    """Content hash over the lake's ratings, users and movies Parquet files."""
+    parts = [f"{t}/{p.name}:{file_sha256(p)}" for t in LAKE_TABLES for p in files[t]]
+    return text_sha256("|".join(parts))
 
 
 def splits_key(data_hash: str, protocol: Protocol, min_count: int) -> str:
@@ -76,7 +92,8 @@ def build_splits(
     duckdb_settings: DuckDBConfig | None = None,
 ) -> SplitsBuild:
     """Cut the lake into the protocol's splits and fit the vocabularies (cached by content)."""
-    data_hash = lake_data_hash(lake_dir)
+    files = lake_files(lake_dir)
+    data_hash = lake_data_hash(files)
     key = splits_key(data_hash, protocol, min_count)
     out = features_root / protocol.name / key[:16]
     if (out / "splits.json").is_file():
@@ -85,7 +102,7 @@ def build_splits(
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "splits").mkdir(parents=True)
     with connect(duckdb_settings or DuckDBConfig()) as con:
-        _load_rows(con, lake_dir, protocol)
+        _load_rows(con, files, protocol)
         con.execute(load_sql("features/vocab"), {"min_count": min_count})
         feature_map = _feature_map(con, min_count)
         feature_map.save(tmp / "feature_map.json")
@@ -107,11 +124,11 @@ def build_splits(
     return SplitsBuild(out, data_hash, key, protocol.name, cached=False)
 
 
-def _load_rows(con: duckdb.DuckDBPyConnection, lake_dir: Path, protocol: Protocol) -> None:
+def _load_rows(
+    con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]], protocol: Protocol
+) -> None:
     params: dict[str, Any] = {
-        "ratings": str(lake_dir / "ratings" / "*" / "*.parquet"),
-        "users": str(lake_dir / "users" / "*" / "*.parquet"),
-        "movies": str(lake_dir / "movies" / "*" / "*.parquet"),
+        **{table: [str(p) for p in paths] for table, paths in files.items()},
         "order": protocol.order,
         "seed": protocol.seed,
         "click_threshold": protocol.click_threshold,

@@ -44,13 +44,20 @@ def readable_value(field_name: str, raw: Any) -> str:
     if field_name == "gender":
         return GENDER_NAMES.get(str(raw), str(raw))
     if field_name == "age":
-        return AGE_NAMES.get(int(raw), str(raw))
+        return AGE_NAMES.get(_as_int(raw), str(raw).strip())
     if field_name == "occupation":
-        code = int(raw)
-        return OCCUPATION_NAMES[code] if 0 <= code < len(OCCUPATION_NAMES) else str(raw)
+        code = _as_int(raw)
+        return OCCUPATION_NAMES[code] if 0 <= code < len(OCCUPATION_NAMES) else str(raw).strip()
     if field_name == "genres":
         return ", ".join(str(raw).split("|"))
     return str(raw).strip()
+
+
+def _as_int(raw: Any) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return -1
 
 
 @dataclass(frozen=True)

@@ -78,20 +78,27 @@ def render_features(
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    splits = [s for s in SPLITS if (splits_dir / "splits" / f"{s}.parquet").is_file()]
+    tables = [pq.read_table(splits_dir / "splits" / f"{s}.parquet") for s in splits]
+    combined = pa.concat_tables(tables)
+    rows = render_and_tokenize(
+        {f: combined[f"{f}_raw"] for f in FIELDS}, FIELDS, template, tokenizer, max_length
+    )
+    check_against_whole_rows(rows, tokenizer, verify_rows)
     token_stats: dict[str, Any] = {}
     truncation: dict[str, Any] = {}
-    for split in SPLITS:
-        source = splits_dir / "splits" / f"{split}.parquet"
-        if not source.is_file():
-            continue
-        table = pq.read_table(source)
-        rows = render_and_tokenize(
-            {f: table[f"{f}_raw"] for f in FIELDS}, FIELDS, template, tokenizer, max_length
+    start = 0
+    for split, table in zip(splits, tables, strict=True):
+        part = rows.slice(start, table.num_rows)
+        start += table.num_rows
+        pq.write_table(
+            _feature_table(table, part),
+            tmp / f"{split}.parquet",
+            compression="lz4",
+            use_dictionary=[*FIELDS, "label"],
         )
-        check_against_whole_rows(rows, tokenizer, verify_rows)
-        pq.write_table(_feature_table(table, rows), tmp / f"{split}.parquet")
-        token_stats[split] = _length_stats(rows.lengths)
-        truncation[split] = _truncation_report(rows)
+        token_stats[split] = _length_stats(part.lengths)
+        truncation[split] = _truncation_report(part)
     shutil.copy2(splits_dir / "feature_map.json", tmp / "feature_map.json")
     manifest = _manifest(summary, template, info, max_length, key, token_stats, truncation)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")

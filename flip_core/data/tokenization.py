@@ -126,7 +126,18 @@ class TokenizedRows:
     @property
     def lengths(self) -> np.ndarray:
         """Token count per row."""
-        return np.diff(np.asarray(self.input_ids.offsets))
+        return np.asarray(pc.list_value_length(self.input_ids), dtype=np.int64)
+
+    def slice(self, start: int, length: int) -> TokenizedRows:
+        """Rows `start .. start + length` (zero-copy for the Arrow columns)."""
+        end = start + length
+        return TokenizedRows(
+            text=self.text.slice(start, length),
+            input_ids=self.input_ids.slice(start, length),
+            token_spans=self.token_spans[start:end],
+            char_spans=self.char_spans[start:end],
+            kept=self.kept[start:end],
+        )
 
 
 def render_and_tokenize(
@@ -150,9 +161,7 @@ def render_and_tokenize(
     row_len = lengths.sum(axis=1) + len(prefix) + len(suffix)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(row_len, out=offsets[1:])
-    out = np.empty(int(offsets[-1]), dtype=np.int32)
-    _place_constant(out, offsets[:-1], prefix)
-    _place_constant(out, offsets[1:] - len(suffix), suffix)
+    out = _assemble(pieces, prefix, suffix, lengths)
     token_spans = np.zeros((n, len(fields), 2), dtype=np.int32)
     char_spans = np.zeros((n, len(fields), 2), dtype=np.int32)
     field_start = np.full(n, len(prefix), dtype=np.int64)  # row-relative token position
@@ -160,7 +169,6 @@ def render_and_tokenize(
     texts = []
     for f, p in enumerate(pieces):
         idx, keep = p.row_index, kept[:, f]
-        _scatter(out, offsets[:-1] + field_start, p.token_start[idx], lengths[:, f], p.tokens)
         token_spans[:, f] = np.where(keep[:, None], field_start[:, None] + p.value_tokens[idx], 0)
         char_spans[:, f] = np.where(keep[:, None], char_start[:, None] + p.value_chars[idx], 0)
         field_start = field_start + lengths[:, f]
@@ -230,21 +238,29 @@ def _value_token_span(offsets: Sequence[tuple[int, int]], start: int, end: int) 
     return hits[0], hits[-1] + 1
 
 
-def _place_constant(out: np.ndarray, starts: np.ndarray, ids: Sequence[int]) -> None:
-    for j, token in enumerate(ids):
-        out[starts + j] = token
-
-
-def _scatter(
-    out: np.ndarray, dest: np.ndarray, src: np.ndarray, counts: np.ndarray, tokens: np.ndarray
-) -> None:
-    """Copy `counts[i]` tokens from `tokens[src[i]:]` to `out[dest[i]:]`, for every row i."""
-    total = int(counts.sum())
-    if total == 0:
-        return
-    seg_start = np.repeat(np.cumsum(counts) - counts, counts)
-    within = np.arange(total, dtype=np.int64) - seg_start
-    out[np.repeat(dest, counts) + within] = tokens[np.repeat(src, counts) + within]
+def _assemble(
+    pieces: Sequence[_Pieces], prefix: Sequence[int], suffix: Sequence[int], lengths: np.ndarray
+) -> np.ndarray:
+    """Flat token ids of all rows: prefix, each kept field's piece, suffix (one gather)."""
+    pool = np.concatenate(
+        [*(p.tokens for p in pieces), np.asarray(prefix, np.int32), np.asarray(suffix, np.int32)]
+    )
+    sizes = np.array([len(p.tokens) for p in pieces], dtype=np.int64)
+    base = np.concatenate([[0], np.cumsum(sizes)])
+    n = lengths.shape[0]
+    seg_src = np.empty((n, len(pieces) + 2), dtype=np.int64)
+    seg_len = np.empty_like(seg_src)
+    seg_src[:, 0], seg_len[:, 0] = base[-1], len(prefix)
+    seg_src[:, -1], seg_len[:, -1] = base[-1] + len(prefix), len(suffix)
+    for f, p in enumerate(pieces):
+        seg_src[:, f + 1] = base[f] + p.token_start[p.row_index]
+    seg_len[:, 1:-1] = lengths
+    flat_len = seg_len.reshape(-1)
+    seg_out = np.cumsum(flat_len) - flat_len
+    total = int(flat_len.sum())
+    gather = np.repeat(seg_src.reshape(-1) - seg_out, flat_len)
+    gather += np.arange(total, dtype=np.int64)
+    return pool[gather]
 
 
 def check_against_whole_rows(

@@ -1,5 +1,5 @@
 -- Labelled interaction rows of one protocol, joined with users and movies, cut into splits.
--- Parameters: $ratings, $users, $movies (parquet globs), $order ('time' | 'random' | 'file'),
+-- Parameters: $ratings, $users, $movies (lists of Parquet files), $order ('time' | 'random' | 'file'),
 -- $seed, $click_threshold, $train_fraction, $valid_fraction.
 CREATE OR REPLACE TEMP TABLE feature_rows AS
 WITH users AS (

@@ -1,0 +1,81 @@
+"""The features stage from a `FlipConfig`: lake -> splits + vocab -> prompt feature folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from flip_core.config import FlipConfig
+from flip_core.data.features import SplitsBuild, build_splits
+from flip_core.data.prompts import PromptTemplate
+from flip_core.data.protocols import SPLITS, get_protocol
+from flip_core.data.render import PromptsBuild, render_features
+from flip_core.data.tokenization import FieldTokenizer, load_tokenizer
+from flip_core.lake import lake_dir
+
+
+def default_lake_dir(config: FlipConfig) -> Path:
+    """`<data_root>/lake/<dataset>`."""
+    return lake_dir(config.paths.data_root, config.ingest.dataset)
+
+
+def features_root(config: FlipConfig) -> Path:
+    """`<data_root>/features/<dataset>`; builds live in `<protocol>/<key>/` below it."""
+    return config.paths.data_root / "features" / config.ingest.dataset
+
+
+def prompt_template(config: FlipConfig) -> PromptTemplate:
+    """The configured prompt template."""
+    return PromptTemplate(template=config.features.template, separator=config.features.separator)
+
+
+def build_splits_from_config(config: FlipConfig, lake: Path | None = None) -> SplitsBuild:
+    """Splits and vocabularies of the configured protocol (cached by content)."""
+    fc = config.features
+    return build_splits(
+        lake or default_lake_dir(config),
+        features_root(config),
+        get_protocol(fc.protocol),
+        fc.min_count,
+        fc.duckdb,
+    )
+
+
+def render_from_config(
+    config: FlipConfig,
+    splits_dir: Path,
+    tokenizer: PreTrainedTokenizerBase | FieldTokenizer | None = None,
+) -> PromptsBuild:
+    """Prompt features of a split build with the configured template and PLM tokenizer."""
+    fc = config.features
+    tok = tokenizer if tokenizer is not None else load_tokenizer(config.plm.name)
+    return render_features(splits_dir, prompt_template(config), tok, fc.max_length, fc.verify_rows)
+
+
+def manifest_lines(manifest: dict[str, Any]) -> list[str]:
+    """A readable summary of a feature manifest: rows, positive rates, OOV, token lengths."""
+    protocol = manifest["protocol"]
+    lines = [
+        f"protocol {protocol['name']}" + (" (LEAKY: no valid split)" if protocol["leaky"] else "")
+    ]
+    for split in SPLITS:
+        stats = manifest["splits"].get(split)
+        if stats is None:
+            continue
+        tokens = manifest["token_lengths"].get(split, {})
+        trunc = manifest["truncation"].get(split, {})
+        oov = ", ".join(f"{f} {r:.3f}" for f, r in stats["oov_rate"].items() if r > 0) or "none"
+        lines += [
+            f"{split}: {stats['rows']:,} rows, positive rate {stats['positive_rate']:.4f}, "
+            f"timestamps {stats['min_timestamp']}..{stats['max_timestamp']}",
+            f"  OOV rate: {oov}",
+            "  tokens: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in tokens.items())
+            + f"; rows truncated {trunc.get('rows_truncated', 0)}",
+        ]
+    sizes = ", ".join(f"{f} {n}" for f, n in manifest["vocab_sizes"].items())
+    lines.append(f"vocab sizes (incl. PAD/MASK/OOV): {sizes}")
+    lines.append("hashes: " + ", ".join(f"{k} {v[:12]}" for k, v in manifest["hashes"].items()))
+    return lines

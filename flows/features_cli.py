@@ -1,0 +1,78 @@
+"""`flip features`: protocol splits, vocabularies and prompt features; prints the manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from flip_core.config import ConfigError, FlipConfig, load_config
+
+console = Console(width=200)
+err_console = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code=2)
+
+
+def _config(
+    config: Path | None, overrides: list[str], data_root: Path | None, protocol: str | None,
+    plm: str | None,
+) -> FlipConfig:  # fmt: skip
+    extra = list(overrides)
+    for key, value in (
+        ("paths.data_root", data_root),
+        ("features.protocol", protocol),
+        ("plm.name", plm),
+    ):
+        if value is not None:
+            extra.append(f"{key}={value}")
+    try:
+        return load_config(config, extra)
+    except ConfigError as exc:
+        raise _fail(f"config: {exc}") from None
+
+
+def features_command(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
+    ] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="ml1m-time-811 | ml1m-random-811 | ml1m-ref-9010 (leaky)."),
+    ] = None,
+    lake: Annotated[
+        Path | None, typer.Option(help="Lake folder; default <data_root>/lake/<dataset>.")
+    ] = None,
+    plm: Annotated[
+        str | None, typer.Option(help="Tokenizer: PLM alias, folder or hub name.")
+    ] = None,
+) -> None:
+    """Build splits + vocabularies from the lake, render + tokenize prompts; print the manifest."""
+    from flip_core.data.build import (
+        build_splits_from_config,
+        default_lake_dir,
+        manifest_lines,
+        render_from_config,
+    )
+    from flip_core.data.protocols import get_protocol
+    from flip_core.data.render import read_manifest
+
+    cfg = _config(config, set_ or [], data_root, protocol, plm)
+    lake_dir = lake or default_lake_dir(cfg)
+    try:
+        get_protocol(cfg.features.protocol)
+        splits = build_splits_from_config(cfg, lake_dir)
+        built = render_from_config(cfg, splits.splits_dir)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise _fail(str(exc).splitlines()[0]) from None
+    for line in manifest_lines(read_manifest(built.features_dir)):
+        console.print(line, markup=False, highlight=False)
+    state = "cached" if built.cached else "built"
+    console.print(f"features ({state}): {built.features_dir}", markup=False, highlight=False)

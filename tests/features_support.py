@@ -1,0 +1,64 @@
+"""Helpers for the features tests: tokenizers built offline, lakes ingested from raw folders."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerBase, RobertaTokenizerFast
+
+from flip_core.data.tokenization import FieldTokenizer, load_tokenizer
+from flip_core.lake import ingest_raw_dir
+
+_CORPUS = [
+    "user id is 12. gender is female. age is 25-34. occupation is K-12 student.",
+    "zip code is 48067. movie id is 1. title is Toy Story (1995).",
+    "genres is Animation, Children's, Comedy. title is Señor Über Café (1999).",
+    "occupation is academic/educator. age is 56+. age is under 18. writer artist",
+]
+
+
+@cache
+def minilm_tokenizer() -> PreTrainedTokenizerBase:
+    """MiniLM's BERT WordPiece tokenizer, from the offline package."""
+    return load_tokenizer("minilm-l6")
+
+
+@cache
+def roberta_tokenizer() -> PreTrainedTokenizerBase:
+    """A small byte-level BPE tokenizer trained here, wrapped as a RoBERTa tokenizer."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=500,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 20, trainer)
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", 2), ("<s>", 0), trim_offsets=True, add_prefix_space=False
+    )
+    return RobertaTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+    )
+
+
+@cache
+def field_tokenizer(name: str) -> FieldTokenizer:
+    """`FieldTokenizer` of "bert" (MiniLM) or "roberta" (the small BPE), built once."""
+    return FieldTokenizer(minilm_tokenizer() if name == "bert" else roberta_tokenizer())
+
+
+def ingest(raw_dir: Path, data_root: Path) -> Path:
+    """Ingest a raw folder with the real lake ingest; returns the lake folder."""
+    return ingest_raw_dir(raw_dir, data_root).lake_dir
