@@ -14,9 +14,9 @@ from flows.benchmark_cli import benchmark_command
 from flows.features_cli import features_command
 from flows.flip_cli import finetune_command, pretrain_command
 from flows.ingest_cli import download_command, ingest_command
-from flows.train_cli import train_command
 from flows.replay_cli import replay_command
 from flows.score_cli import score_command
+from flows.train_cli import train_command
 
 app = typer.Typer(
     help="FLIP CTR pipeline: ingest, features, pretrain, finetune, register.", no_args_is_help=True
