@@ -157,6 +157,9 @@ class PretrainConfig(_Section):
     mlm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
     mtm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
     max_rows: int | None = Field(default=None, ge=1)
+    max_valid_rows: int | None = Field(
+        default=None, ge=1, description="Cap on the valid rows pretraining evaluates (speed)."
+    )
     single_pass: bool = Field(
         default=False,
         description="One PLM pass per step (MTM/ICL read the MLM-masked text; masks on disjoint "

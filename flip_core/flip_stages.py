@@ -50,20 +50,29 @@ class PretrainMetricsCallback(TrainerCallback):
     """Adds the model's per-objective losses and accuracies to the trainer's logs (in place,
     so later callbacks such as MLflow see them) and keeps a history."""
 
-    def __init__(self, model: FlipForPretraining) -> None:
+    def __init__(self, model: FlipForPretraining, jsonl: Path | None = None) -> None:
         self.model = model
+        self.jsonl = jsonl
         self.history: list[dict[str, float]] = []
 
     def on_step(self, state: TrainerState, logs: dict[str, float]) -> None:
         """Train-mode means since the last log step."""
         if logs:
             logs.update({f"train_{k}": v for k, v in self.model.pop_metrics("train").items()})
-            self.history.append({"step": float(state.step), **logs})
+            self._add(state, logs)
 
     def on_eval(self, state: TrainerState, metrics: dict[str, float]) -> None:
         """Eval-mode means over the validation pass."""
         metrics.update({f"valid_{k}": v for k, v in self.model.pop_metrics("eval").items()})
-        self.history.append({"step": float(state.step), **metrics})
+        self._add(state, metrics)
+
+    def _add(self, state: TrainerState, values: dict[str, float]) -> None:
+        record = {"step": float(state.step), **values}
+        self.history.append(record)
+        if self.jsonl is not None and state.is_main:
+            self.jsonl.parent.mkdir(parents=True, exist_ok=True)
+            with self.jsonl.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
 
 
 class _DisjointCollate:
@@ -80,11 +89,13 @@ class _DisjointCollate:
 
 
 def _datasets(
-    features_dir: Path, with_text: bool, max_rows: int | None
+    features_dir: Path, with_text: bool, max_rows: int | None, max_valid_rows: int | None = None
 ) -> tuple[FeatureDataset, FeatureDataset | None]:
     valid = features_dir / "valid.parquet"
     train = FeatureDataset(features_dir / "train.parquet", with_text=with_text, max_rows=max_rows)
-    return train, (FeatureDataset(valid, with_text=with_text) if valid.is_file() else None)
+    if not valid.is_file():
+        return train, None
+    return train, FeatureDataset(valid, with_text=with_text, max_rows=max_valid_rows)
 
 
 def _collate(
@@ -161,8 +172,9 @@ def run_pretraining(
     model = build_pretraining_model(config, features_dir)
     tokenizer = load_tokenizer(config.plm.name)
     _check_tokenizer(features_dir, tokenizer)
-    train, valid = _datasets(features_dir, True, config.pretrain.max_rows)
-    tracker = PretrainMetricsCallback(model)
+    p = config.pretrain
+    train, valid = _datasets(features_dir, True, p.max_rows, p.max_valid_rows)
+    tracker = PretrainMetricsCallback(model, output_dir / "metrics.jsonl")
     trainer = Trainer(
         model,
         config.training,
