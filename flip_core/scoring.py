@@ -1,14 +1,16 @@
 """Score raw log rows with a saved CTR model: encode fields (unseen -> OOV), batch, predict.
 
 Raw rows carry the eight log fields (user id, gender, age, occupation, zip, movie id, title,
-genres) as they appear in the logs; nothing else is needed. Models served here use the ID view
-only (`FLIP_ID` or a plain ID backbone), so no language model is loaded.
+genres) as they appear in the logs; nothing else is needed. ID-only models (`FLIP_ID`, a plain
+ID backbone) never load a language model; `flip` and `flip_plm` also render each row's prompt
+and tokenize it with the tokenizer saved in the model directory.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +57,7 @@ def encode_rows(feature_map: FeatureMap, frame: pd.DataFrame) -> np.ndarray:
 
 
 def load_ctr_model(model_dir: Path) -> nn.Module:
-    """Load a saved ID-only click model (plain ID backbone or FLIP_ID) for inference."""
+    """Load a saved click model for inference: an ID backbone or a `FlipForCTR` variant."""
     config_path = model_dir / "config.json"
     if not config_path.is_file():
         raise ScoringError(f"{model_dir}: no config.json; not a saved model directory")
@@ -64,36 +66,96 @@ def load_ctr_model(model_dir: Path) -> nn.Module:
         from flip_core.models.id.base import IDModel
 
         return IDModel.from_pretrained(model_dir)
-    if meta.get("kind") == "ctr" and meta.get("variant") == "flip_id":
+    if meta.get("kind") == "ctr":
         from flip_core.models.flip import FlipForCTR
 
         return FlipForCTR.from_pretrained(model_dir)
     raise ScoringError(
-        f"{model_dir}: only ID-only click models (ID backbone or FLIP_ID) are served from raw "
-        f"rows; got kind={meta.get('kind', meta.get('model_type'))!r} "
-        f"variant={meta.get('variant')!r}"
+        f"{model_dir}: not a click model (kind={meta.get('kind', meta.get('model_type'))!r}); "
+        "pretraining checkpoints cannot score"
     )
+
+
+def _arrow_column(column: pd.Series) -> Any:
+    """A raw column as Arrow, integral floats (from JSON/NaN) back to integers."""
+    import pyarrow as pa
+
+    if pd.api.types.is_float_dtype(column) and bool((column.dropna() % 1 == 0).all()):
+        column = column.astype("Int64")
+    try:
+        return pa.array(column, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if pd.isna(v) else str(v) for v in column], pa.string())
+
+
+@dataclass
+class PromptEncoder:
+    """Raw rows -> padded prompt token ids and attention mask (for models with a PLM)."""
+
+    tokenizer: Any
+    fields: list[str]
+    template: str = "{field} is {value}."
+    max_length: int = 128
+
+    def __call__(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+        """`input_ids` and `attention_mask`, `[N, T]`, padded to the longest row."""
+        from flip_core.data.prompts import PromptTemplate
+        from flip_core.data.tokenization import render_and_tokenize
+
+        columns = {name: _arrow_column(frame[name]) for name in self.fields}
+        rows = render_and_tokenize(
+            columns, self.fields, PromptTemplate(self.template), self.tokenizer, self.max_length
+        )
+        lengths = rows.lengths
+        width = int(lengths.max()) if len(lengths) else 0
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        ids = np.full(mask.shape, int(self.tokenizer.pad_token_id or 0), dtype=np.int64)
+        ids[mask] = np.asarray(rows.input_ids.flatten(), dtype=np.int64)
+        return torch.from_numpy(ids), torch.from_numpy(mask.astype(np.int64))
 
 
 class RawRowScorer:
     """Click probabilities for raw rows, in fixed-size batches (memory flat in the row count)."""
 
-    def __init__(self, model: nn.Module, feature_map: FeatureMap, batch_size: int = 8192) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        feature_map: FeatureMap,
+        batch_size: int = 8192,
+        prompts: PromptEncoder | None = None,
+    ) -> None:
         self.model = model.eval()
         self.feature_map = feature_map
         self.batch_size = batch_size
+        self.prompts = prompts
 
     @classmethod
-    def from_pretrained(cls, model_dir: Path | str, batch_size: int = 8192) -> RawRowScorer:
-        """Model + `feature_map.json` from one saved model directory."""
+    def from_pretrained(
+        cls,
+        model_dir: Path | str,
+        batch_size: int = 8192,
+        template: str = "{field} is {value}.",
+        max_length: int = 128,
+    ) -> RawRowScorer:
+        """Model + `feature_map.json` (+ tokenizer, for PLM variants) from one model directory."""
         path = Path(model_dir)
         if not (path / "feature_map.json").is_file():
             raise ScoringError(f"{path}: no feature_map.json next to the model")
-        return cls(load_ctr_model(path), FeatureMap.load(path), batch_size)
+        model = load_ctr_model(path)
+        fmap = FeatureMap.load(path)
+        prompts = None
+        if getattr(model, "plm", None) is not None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            prompts = PromptEncoder(tokenizer, fmap.field_names, template, max_length)
+        return cls(model, fmap, batch_size, prompts)
 
     @torch.inference_mode()
     def predict_ids(self, field_ids: np.ndarray) -> np.ndarray:
-        """Probabilities `[N]` (float64) for already-encoded field ids."""
+        """Probabilities `[N]` (float64) for already-encoded field ids (ID-only models)."""
+        if self.prompts is not None:
+            raise ScoringError("this model reads prompts too: score raw rows (predict_proba)")
         out = np.empty(len(field_ids), dtype=np.float64)
         for start in range(0, len(field_ids), self.batch_size):
             batch = torch.from_numpy(field_ids[start : start + self.batch_size])
@@ -101,9 +163,23 @@ class RawRowScorer:
             out[start : start + len(batch)] = torch.sigmoid(logits.float()).numpy()
         return out
 
+    @torch.inference_mode()
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Probabilities `[N]` for raw rows (a DataFrame with the raw field columns)."""
-        return self.predict_ids(encode_rows(self.feature_map, frame))
+        ids = encode_rows(self.feature_map, frame)
+        if self.prompts is None:
+            return self.predict_ids(ids)
+        out = np.empty(len(frame), dtype=np.float64)
+        for start in range(0, len(frame), self.batch_size):
+            end = start + self.batch_size
+            input_ids, attention_mask = self.prompts(frame.iloc[start:end])
+            logits = self.model(
+                field_ids=torch.from_numpy(ids[start:end]),
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+            ).logits
+            out[start : start + len(input_ids)] = torch.sigmoid(logits.float()).numpy()
+        return out
 
 
 def _csv_column_types() -> dict[str, Any]:

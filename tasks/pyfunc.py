@@ -50,10 +50,13 @@ class RawRowCTRModel(PythonModel):
         self.scorer: RawRowScorer | None = None
 
     def load_context(self, context: PythonModelContext) -> None:
-        """Load the model directory artifact; batch size from the model config."""
+        """Load the model directory artifact; batch size and prompt settings from model_config."""
         config = context.model_config or {}
         self.scorer = RawRowScorer.from_pretrained(
-            context.artifacts[MODEL_DIR_ARTIFACT], batch_size=int(config.get("batch_size", 8192))
+            context.artifacts[MODEL_DIR_ARTIFACT],
+            batch_size=int(config.get("batch_size", 8192)),
+            template=str(config.get("template", "{field} is {value}.")),
+            max_length=int(config.get("max_length", 128)),
         )
 
     def predict(
@@ -68,8 +71,14 @@ class RawRowCTRModel(PythonModel):
         return pd.DataFrame({OUTPUT_COLUMN: self.scorer.predict_proba(frame)})
 
 
-def save_pyfunc(model_dir: Path, out_dir: Path, batch_size: int = 8192) -> Path:
-    """Write the pyfunc model (MLmodel, signature, input example, requirements) to `out_dir`."""
+def save_pyfunc(
+    model_dir: Path, out_dir: Path, batch_size: int = 8192, prompt: dict[str, Any] | None = None
+) -> Path:
+    """Write the pyfunc model (MLmodel, signature, input example, requirements) to `out_dir`.
+
+    `prompt` ({"template", "max_length"}) must match the features the model was trained on; it
+    only matters for models with a language model (`flip`, `flip_plm`).
+    """
     from importlib.metadata import version
 
     mlflow.pyfunc.save_model(
@@ -78,7 +87,7 @@ def save_pyfunc(model_dir: Path, out_dir: Path, batch_size: int = 8192) -> Path:
         artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
         signature=raw_row_signature(),
         input_example=EXAMPLE_ROWS,
-        model_config={"batch_size": batch_size},
+        model_config={"batch_size": batch_size, **(prompt or {})},
         pip_requirements=[f"flip-ctr=={version('flip-ctr')}", f"mlflow=={mlflow.__version__}"],
     )
     return out_dir
@@ -90,9 +99,10 @@ def log_pyfunc(
     model_dir: Path,
     artifact_path: str = "model",
     batch_size: int = 8192,
+    prompt: dict[str, Any] | None = None,
 ) -> str:
     """Save the pyfunc and upload it to run `run_id`; returns its `runs:/` URI."""
     with tempfile.TemporaryDirectory(prefix="flip-pyfunc-") as tmp:
-        local = save_pyfunc(model_dir, Path(tmp) / artifact_path, batch_size)
+        local = save_pyfunc(model_dir, Path(tmp) / artifact_path, batch_size, prompt)
         client.log_artifacts(run_id, str(local), artifact_path)
     return f"runs:/{run_id}/{artifact_path}"

