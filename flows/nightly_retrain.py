@@ -17,7 +17,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
 from flows.params import flow_config
+from tasks.caching import work_dir
+from tasks.features import build_features, render_prompts
+from tasks.finetune import finetune
 from tasks.ingest import ingest_raw, validate_lake
+from tasks.pretrain import pretrain
+from tasks.publish import publish_candidate
 from tasks.raw_data import prepare_raw_data
 
 Variant = Literal["flip", "flip_id", "flip_plm"]
@@ -75,9 +80,51 @@ def nightly_retrain(
         lake_added=lake.added,
         quarantined=lake.quarantined,
     )
-    # features + prompts (issue 4): features = build_features(config, lake)
-    # pretrain (issue 6), reused when data, config and code are unchanged
-    # finetune each variant (issue 6), evaluate, register + gate (issue 7)
+
+    features = build_features(config, lake.lake_dir)
+    prompts = render_prompts(config, features)
+    summary.update(features_dir=str(prompts.features_dir), features_hash=prompts.content_hash)
+
+    # Pretraining is reused (a cache hit) while data, config and code are unchanged.
+    pre_sections = ("features", "plm", "id_model", "training", "pretrain")
+    pretrained = pretrain(
+        config,
+        prompts.features_dir,
+        work_dir(config, "pretrain", prompts, sections=pre_sections),
+    )
+    summary.update(pretrained_dir=str(pretrained.model_dir))
+
+    published = []
+    for variant in config.finetune.variants:
+        tuned = finetune(
+            config,
+            prompts.features_dir,
+            work_dir(
+                config,
+                "finetune",
+                prompts,
+                pretrained,
+                variant,
+                sections=(*pre_sections, "finetune"),
+            ),
+            variant,
+            pretrained.model_dir,
+        )
+        logger.info("%s: %s", variant, tuned.metrics)
+        published.append(
+            publish_candidate(
+                config,
+                tuned.model_dir,
+                tuned.metrics,
+                variant,
+                prompts.protocol,
+                prompts.content_hash,
+            )
+        )
+    summary.update(
+        models={p.version: ("champion" if p.champion else "challenger") for p in published},
+        gate={p.version: p.reason for p in published},
+    )
 
     _publish_summary(summary)
     return summary

@@ -12,6 +12,8 @@ from flip_core.config import FlipConfig
 from flip_core.flip_stages import run_finetuning
 from flip_core.hashing import tree_sha256
 from flip_core.models.flip import Variant
+from tasks.caching import content_cache
+from tasks.faults import inject_faults
 
 
 class FinetuneManifest(BaseModel):
@@ -23,7 +25,13 @@ class FinetuneManifest(BaseModel):
     metrics: dict[str, float]
 
 
-@task(name="finetune")
+@task(
+    name="finetune",
+    timeout_seconds=12 * 3600,
+    **content_cache(
+        "features", "plm", "id_model", "training", "pretrain", "finetune", exclude=("output_dir",)
+    ),
+)
 def finetune(
     config: FlipConfig,
     features_dir: Path,
@@ -32,6 +40,7 @@ def finetune(
     pretrained_dir: Path | None = None,
 ) -> FinetuneManifest:
     """Finetune `variant` from `pretrained_dir` (None: from-scratch baseline)."""
+    inject_faults("finetune")
     resume = "latest" if (output_dir / "checkpoints").is_dir() else None
     result = run_finetuning(
         config, features_dir, output_dir, variant, pretrained_dir, resume=resume

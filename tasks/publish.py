@@ -1,0 +1,95 @@
+"""Task `publish-model`: track a finetuned model in MLflow, register it, gate it, show the result.
+
+Opens an MLflow run (tagged with the Prefect flow-run id), logs the resolved config and the
+model's metrics, registers the model through `tasks.registry.publish_model` under the registry
+lock, and publishes the `metrics-vs-champion` and `mlflow-run` artifacts. Cached on the model's
+content hash: a rerun on unchanged data registers nothing and moves no alias.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from flip_core.config import FlipConfig
+from tasks.artifacts import publish_metrics_table, publish_mlflow_link
+from tasks.caching import content_cache
+from tasks.locks import registry_lock
+from tasks.registry import current_champion, publish_model
+from tasks.retry import retry_transient
+from tasks.tracking import configure, log_config, tracked_run
+
+
+class PublishedModel(BaseModel):
+    """A registered model version and the gate's verdict."""
+
+    name: str
+    version: str
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    champion: bool
+    reason: str
+    content_hash: str
+
+
+@task(
+    name="publish-model",
+    retries=2,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_transient,
+    timeout_seconds=3600,
+    **content_cache("mlflow", "gate"),
+)
+def publish_candidate(
+    config: FlipConfig,
+    model_dir: Path,
+    metrics: dict[str, float],
+    variant: str,
+    protocol: str,
+    data_hash: str,
+) -> PublishedModel:
+    """Log, register and gate `model_dir`; returns the version and whether it became champion."""
+    client, experiment_id = configure(config.mlflow)
+    name = config.mlflow.registered_model
+    before = current_champion(client, name)
+    champion_metrics = (
+        {k: float(v) for k, v in before.tags.items() if k in metrics and _is_float(v)}
+        if before is not None
+        else None
+    )
+    with tracked_run(config, run_name=f"nightly-{variant}", tags={"variant": variant}) as run:
+        log_config(run, config)
+        run.log_metrics(metrics)
+        with registry_lock(config):
+            result = publish_model(config, run.run_id, model_dir, metrics, protocol, data_hash)
+    verdict = "new champion" if result.champion else "champion kept"
+    get_run_logger().info("%s v%s: %s (%s)", result.name, result.version, verdict, result.reason)
+    title = f"{name} v{result.version} ({variant}) vs champion" + (
+        f" v{before.version}" if before is not None else ""
+    )
+    publish_metrics_table(metrics, champion_metrics, f"{verdict}: {result.reason}", title)
+    publish_mlflow_link(
+        config.mlflow.tracking_uri, experiment_id, run.run_id, result.name, result.version
+    )
+    return PublishedModel(
+        name=result.name,
+        version=result.version,
+        run_id=run.run_id,
+        experiment_id=experiment_id,
+        model_uri=result.model_uri,
+        champion=result.champion,
+        reason=result.reason,
+        content_hash=f"{result.name}:{result.version}",
+    )
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
