@@ -10,8 +10,8 @@ from rich.console import Console
 
 from flip_core.config import ConfigError, FlipConfig, load_config
 
-console = Console(width=200)
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> typer.Exit:
