@@ -25,7 +25,7 @@ from flip_core.data.feature_map import FeatureMap, FieldVocab
 from flip_core.data.protocols import FIELDS, Protocol
 from flip_core.hashing import file_sha256, text_sha256
 from flip_core.lake import load_manifest
-from flip_core.sql import load_sql
+from flip_core.sql import SQL_DIR, load_sql
 
 LAKE_TABLES = ("ratings", "users", "movies")
 SPLITS_VERSION = "splits/1"
@@ -65,13 +65,23 @@ def lake_data_hash(files: dict[str, list[Path]]) -> str:
     return text_sha256("|".join(parts))
 
 
+def code_hash(*modules: str) -> str:
+    """Hash of the given `flip_core/data` modules and every `sql/features` statement."""
+    here = Path(__file__).resolve().parent
+    paths = [here / f"{m}.py" for m in modules] + sorted((SQL_DIR / "features").glob("*.sql"))
+    return text_sha256("|".join(f"{p.name}:{file_sha256(p)}" for p in paths))
+
+
 def splits_key(data_hash: str, protocol: Protocol, min_count: int) -> str:
-    """Hash identifying one split build."""
-    spec = json.dumps(
-        {"v": SPLITS_VERSION, "data": data_hash, "protocol": asdict(protocol), "min": min_count},
-        sort_keys=True,
-    )
-    return text_sha256(spec)
+    """Hash identifying one split build (data, protocol, min-count and the code that builds it)."""
+    spec = {
+        "v": SPLITS_VERSION,
+        "code": code_hash("features", "feature_map", "protocols"),
+        "data": data_hash,
+        "protocol": asdict(protocol),
+        "min": min_count,
+    }
+    return text_sha256(json.dumps(spec, sort_keys=True))
 
 
 def connect(settings: DuckDBConfig) -> duckdb.DuckDBPyConnection:

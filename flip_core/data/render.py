@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from transformers import PreTrainedTokenizerBase
 
-from flip_core.data.features import read_splits_summary
+from flip_core.data.features import code_hash, read_splits_summary
 from flip_core.data.prompts import PromptTemplate
 from flip_core.data.protocols import FIELDS, SPLITS
 from flip_core.data.tokenization import (
@@ -52,6 +52,7 @@ def prompts_key(splits_hash: str, template: PromptTemplate, tok_hash: str, max_l
     """Hash identifying one prompt build."""
     spec = {
         "v": RENDER_VERSION,
+        "code": code_hash("render", "tokenization", "prompts"),
         "splits": splits_hash,
         "template": template.spec(),
         "tokenizer": tok_hash,
