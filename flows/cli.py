@@ -97,7 +97,14 @@ def run_nightly(
         config_file=config, data_root=data_root, raw_dir=raw_dir, overrides=set_
     )
     for key, value in result.items():
-        console.print(f"{key}: {value}")
+        console.print(f"{key}: {value}", markup=False, highlight=False)
+    if "mlflow_ui" in result:
+        console.print(
+            f"Where to look in MLflow: start `{result['mlflow_ui']}`, open the links in "
+            f"mlflow_runs above, and the registered model {result['registered_model']}.",
+            markup=False,
+            highlight=False,
+        )
 
 
 if __name__ == "__main__":

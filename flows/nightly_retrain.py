@@ -17,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
 from flows.params import flow_config
+from tasks.artifacts import mlflow_ui_link
 from tasks.caching import work_dir
 from tasks.features import build_features, render_prompts
 from tasks.finetune import finetune
@@ -38,7 +39,6 @@ def nightly_retrain(
     plm: str | None = None,
     variants: list[Variant] | None = None,
     overrides: list[str] | None = None,
-    nproc_per_node: int = 1,
 ) -> dict[str, Any]:
     """Run every built stage of the pipeline on one configuration.
 
@@ -50,7 +50,6 @@ def nightly_retrain(
         plm: pretrained language model, hub name or local path (`plm.name`).
         variants: finetuning variants to train (`finetune.variants`).
         overrides: further `section.key=value` overrides, applied before the parameters above.
-        nproc_per_node: training processes per machine; above 1 training runs under torchrun.
     """
     logger = get_run_logger()
     config = flow_config(
@@ -121,9 +120,13 @@ def nightly_retrain(
                 prompts.content_hash,
             )
         )
+    uri = config.mlflow.tracking_uri
     summary.update(
         models={p.version: ("champion" if p.champion else "challenger") for p in published},
         gate={p.version: p.reason for p in published},
+        mlflow_runs={p.version: mlflow_ui_link(uri, p.experiment_id, p.run_id) for p in published},
+        mlflow_ui=f"mlflow ui --backend-store-uri {uri} --port 5000",
+        registered_model=f"models:/{config.mlflow.registered_model}@champion",
     )
 
     _publish_summary(summary)

@@ -47,3 +47,11 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with run_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
         yield server.uri
+
+
+@pytest.fixture(scope="session")
+def tiny_plm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved 1-layer, 32-wide BERT over MiniLM's real tokenizer (a local `plm.name`)."""
+    from tests.tiny_plm import save_tiny_bert
+
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-plm"))

@@ -12,15 +12,35 @@ from flows.nightly_retrain import nightly_retrain
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-def test_nightly_flow_on_given_raw_folder(synthetic_raw: Path, tmp_path: Path):
-    result = nightly_retrain(data_root=tmp_path / "data", raw_dir=synthetic_raw)
+def _small(tmp_path: Path, *extra: str) -> list[str]:
+    """Keep every stage tiny; MLflow in the test's folder."""
+    return [
+        "training.epochs=1",
+        "training.batch_size=128",
+        "pretrain.max_rows=200",
+        "features.max_length=96",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        *extra,
+    ]
+
+
+def test_nightly_flow_on_given_raw_folder(synthetic_raw: Path, tmp_path: Path, tiny_plm_dir: Path):
+    result = nightly_retrain(
+        data_root=tmp_path / "data",
+        raw_dir=synthetic_raw,
+        plm=str(tiny_plm_dir),
+        overrides=_small(tmp_path),
+    )
     assert result["raw_dir"] == str(synthetic_raw)
     assert result["raw_hash"] == tree_sha256(synthetic_raw)
+    assert result["models"] == {"1": "champion"}
 
 
-def test_nightly_flow_synthesizes_when_no_raw_folder(tmp_path: Path):
+def test_nightly_flow_synthesizes_when_no_raw_folder(tmp_path: Path, tiny_plm_dir: Path):
     result = nightly_retrain(
-        data_root=tmp_path / "data", overrides=["synth.users=20", "synth.movies=30"]
+        data_root=tmp_path / "data",
+        plm=str(tiny_plm_dir),
+        overrides=_small(tmp_path, "synth.users=20", "synth.movies=30"),
     )
     raw = Path(result["raw_dir"])
     assert raw.parent == tmp_path / "data" / "raw"

