@@ -232,9 +232,10 @@ def test_cli_ingest_prints_summary_and_fails_in_one_line(
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_ingest_flow_and_nightly_flow_report_the_lake(synthetic_raw: Path, tmp_path: Path) -> None:
+def test_ingest_flow_reports_the_lake_and_reruns_add_nothing(
+    synthetic_raw: Path, tmp_path: Path
+) -> None:
     from flows.ingest import ingest_flow
-    from flows.nightly_retrain import nightly_retrain
 
     data_root = tmp_path / "data"
     result = ingest_flow(data_root=data_root, raw_dir=synthetic_raw)
@@ -242,8 +243,9 @@ def test_ingest_flow_and_nightly_flow_report_the_lake(synthetic_raw: Path, tmp_p
     assert result["lake_rows"] == expected
     assert result["lake_added"] == expected
     assert result["quarantined"] == 0
-    nightly = nightly_retrain(data_root=data_root, raw_dir=synthetic_raw)
-    assert nightly["lake_rows"] == expected
-    assert nightly["lake_added"] == {t: 0 for t in expected}
-    assert nightly["lake_dir"] == str(lake_dir(data_root, "ml1m"))
+    assert result["lake_dir"] == str(lake_dir(data_root, "ml1m"))
+    again = ingest_flow(data_root=data_root, raw_dir=synthetic_raw)
+    assert again["lake_rows"] == expected
+    assert again["lake_added"] == {t: 0 for t in expected}
+    assert again["lake_hash"] == result["lake_hash"]
     assert load_manifest(lake_dir(data_root, "ml1m"), "ml1m").rows("ratings") == expected["ratings"]
