@@ -9,6 +9,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -335,3 +336,44 @@ def test_flip_train_cli_end_to_end(tmp_path: Path, synthetic_raw: Path) -> None:
     model = IDModel.from_pretrained(tmp_path / "run" / "model")
     assert model.name == "deepfm"
     assert (tmp_path / "run" / "model" / "feature_map.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.usefixtures("prefect_api")
+def test_train_id_model_task_trains_then_hits_the_cache(
+    tmp_path: Path, synthetic_raw: Path
+) -> None:
+    from prefect import flow
+
+    from flip_core.config import load_config
+    from flip_core.data.build import build_splits_from_config
+    from flip_core.lake import ingest_raw_dir
+    from flip_core.models import IDModel
+    from tasks.train import train_id_model
+
+    config = load_config(
+        None,
+        [
+            f"paths.data_root={tmp_path / 'data'}",
+            "training.epochs=1",
+            "training.batch_size=256",
+            "training.num_threads=1",
+            "training.progress=false",
+        ],
+    )
+    ingest_raw_dir(synthetic_raw, config.paths.data_root, config.ingest)
+    splits = build_splits_from_config(config).splits_dir
+
+    @flow
+    def twice() -> tuple[Any, Any]:
+        first = train_id_model(config, splits, "wide_deep", 1)
+        second = train_id_model(config, splits, "wide_deep", 1)
+        return first, second
+
+    first, second = twice()
+    assert first == second  # the second call is served from the content cache
+    assert first.backbone == "wide_deep" and first.seed == 1
+    assert first.valid_auc > 0.55 and 0.0 < first.test_logloss < 1.0
+    assert IDModel.from_pretrained(first.model_dir).name == "wide_deep"
+    assert json.loads(first.metrics_path.read_text())["test"]["test_auc"] == first.test_auc
