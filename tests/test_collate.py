@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -182,3 +183,9 @@ def test_single_row_getitem_and_default_batching(features_dir: Path):
     assert out["input_ids"].shape[0] == 4
     direct = FlipCollate()(dataset.__getitems__([0, 1, 2, 3]))
     assert all(torch.equal(out[k], direct[k]) for k in out)
+    table = pq.read_table(features_dir / "valid.parquet").slice(0, 10)
+    stored = table["input_ids"].to_pylist()
+    fetched = dataset.__getitems__(list(range(10)))
+    assert [t.tolist() for t in fetched.tokens or []] == stored
+    spans = np.array(table["token_spans"].to_pylist()).reshape(10, F, 2)
+    assert (fetched.token_spans == spans).all()

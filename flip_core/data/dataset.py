@@ -69,10 +69,11 @@ class FeatureDataset(Dataset[RowBatch]):
         self.token_spans: np.ndarray | None = None
         if with_text:
             ids = table["input_ids"].combine_chunks()
-            self.token_offsets = np.asarray(ids.offsets, dtype=np.int64)
-            self.token_values = np.asarray(ids.values, dtype=np.int64)
-            spans = table["token_spans"].combine_chunks()
-            self.token_spans = np.asarray(spans.values, dtype=np.int64).reshape(n, len(FIELDS), 2)
+            offsets = np.asarray(ids.offsets, dtype=np.int64)
+            self.token_offsets = offsets - offsets[0]
+            self.token_values = np.asarray(ids.flatten(), dtype=np.int64)
+            spans = np.asarray(table["token_spans"].combine_chunks().flatten(), dtype=np.int64)
+            self.token_spans = spans.reshape(n, len(FIELDS), 2)
 
     def __len__(self) -> int:
         return len(self.labels)
