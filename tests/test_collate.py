@@ -188,4 +188,4 @@ def test_single_row_getitem_and_default_batching(features_dir: Path):
     fetched = dataset.__getitems__(list(range(10)))
     assert [t.tolist() for t in fetched.tokens or []] == stored
     spans = np.array(table["token_spans"].to_pylist()).reshape(10, F, 2)
-    assert (fetched.token_spans == spans).all()
+    assert np.array_equal(np.asarray(fetched.token_spans), spans)
