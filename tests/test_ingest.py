@@ -72,7 +72,6 @@ def _real_or_synthetic(synthetic_raw: Path) -> tuple[Path, dict[str, int]]:
     return synthetic_raw, counts
 
 
-@pytest.mark.slow
 def test_ml1m_counts_and_second_ingest_adds_nothing(synthetic_raw: Path, tmp_path: Path) -> None:
     raw, expected = _real_or_synthetic(synthetic_raw)
     data_root = tmp_path / "data"
