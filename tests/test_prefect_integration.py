@@ -228,11 +228,17 @@ def _tracking(data_root: Path) -> str:
 
 
 def _versions(data_root: Path) -> dict[str, list[str]]:
+    """Registered versions of `flip-ctr` and the aliases pointing at each."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=_tracking(data_root))
-    found = client.search_model_versions("name='flip-ctr'")
-    return {str(v.version): sorted(v.aliases) for v in found}
+    versions: dict[str, list[str]] = {
+        str(v.version): [] for v in client.search_model_versions("name='flip-ctr'")
+    }
+    aliases: dict[str, str] = dict(client.get_registered_model("flip-ctr").aliases)
+    for alias, version in sorted(aliases.items()):
+        versions[str(version)].append(alias)
+    return versions
 
 
 def test_deployments_from_prefect_yaml(stack: PrefectStack):
