@@ -75,6 +75,20 @@ class PretrainMetricsCallback(TrainerCallback):
                 f.write(json.dumps(record) + "\n")
 
 
+class FusionWeightCallback(TrainerCallback):
+    """Adds the FLIP fusion weight a (`train_fusion_a`, the ID branch's share of the final
+    logit) to the trainer's step logs, in place, so later callbacks such as MLflow see it."""
+
+    def __init__(self, model: FlipForCTR) -> None:
+        self.model = model
+
+    def on_step(self, state: TrainerState, logs: dict[str, float]) -> None:
+        """The current a, on the trainer's log steps (`flip` variant only)."""
+        weight = self.model.mix_weight
+        if logs and weight is not None:
+            logs["train_fusion_a"] = float(weight.detach())
+
+
 class _DisjointCollate:
     """FlipCollate whose MTM masks avoid the MLM-masked fields (single-pass pretraining)."""
 
@@ -241,7 +255,7 @@ def run_finetuning(
         valid,
         output_dir=output_dir,
         collate_fn=_collate(features_dir, config, with_text, False),
-        callbacks=callbacks,
+        callbacks=[FusionWeightCallback(model), *callbacks],
         optimizer_factory=_optimizer_factory(model, config),
         save_best=_saver(features_dir, tokenizer),
     )

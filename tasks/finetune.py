@@ -14,6 +14,7 @@ from flip_core.hashing import tree_sha256
 from flip_core.models.flip import Variant
 from tasks.caching import content_cache
 from tasks.faults import inject_faults
+from tasks.tracking import tracked_stage
 
 
 class FinetuneManifest(BaseModel):
@@ -39,12 +40,30 @@ def finetune(
     variant: Variant,
     pretrained_dir: Path | None = None,
 ) -> FinetuneManifest:
-    """Finetune `variant` from `pretrained_dir` (None: from-scratch baseline)."""
+    """Finetune `variant` from `pretrained_dir` (None: from-scratch baseline).
+
+    Logged as the MLflow run `finetune-<variant>`: loss/AUC histories and, for `flip`, the
+    fusion weight a over time.
+    """
     inject_faults("finetune")
     resume = "latest" if (output_dir / "checkpoints").is_dir() else None
-    result = run_finetuning(
-        config, features_dir, output_dir, variant, pretrained_dir, resume=resume
-    )
+    manifest = {
+        "features_dir": str(features_dir),
+        "output_dir": str(output_dir),
+        "variant": variant,
+        "pretrained_dir": str(pretrained_dir) if pretrained_dir is not None else None,
+    }
+    with tracked_stage(config, f"finetune-{variant}", manifest) as (run, callback):
+        run.set_tags({"variant": variant})
+        result = run_finetuning(
+            config,
+            features_dir,
+            output_dir,
+            variant,
+            pretrained_dir,
+            callbacks=[callback],
+            resume=resume,
+        )
     get_run_logger().info("%s: %s", variant, result.metrics)
     return FinetuneManifest(
         variant=variant,

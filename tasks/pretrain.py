@@ -12,6 +12,7 @@ from flip_core.config import FlipConfig
 from flip_core.flip_stages import run_pretraining
 from flip_core.hashing import tree_sha256
 from tasks.caching import content_cache
+from tasks.tracking import tracked_stage
 
 
 class PretrainManifest(BaseModel):
@@ -28,9 +29,16 @@ class PretrainManifest(BaseModel):
     **content_cache("features", "plm", "id_model", "training", "pretrain", exclude=("output_dir",)),
 )
 def pretrain(config: FlipConfig, features_dir: Path, output_dir: Path) -> PretrainManifest:
-    """Pretrain ID model + PLM (MLM/MTM/ICL as configured); resume from the latest checkpoint."""
+    """Pretrain ID model + PLM (MLM/MTM/ICL as configured); resume from the latest checkpoint.
+
+    Logged as the MLflow run `pretrain`: per-objective loss/accuracy histories and curves.
+    """
     resume = "latest" if (output_dir / "checkpoints").is_dir() else None
-    result = run_pretraining(config, features_dir, output_dir, resume=resume)
+    manifest = {"features_dir": str(features_dir), "output_dir": str(output_dir)}
+    with tracked_stage(config, "pretrain", manifest) as (_, callback):
+        result = run_pretraining(
+            config, features_dir, output_dir, callbacks=[callback], resume=resume
+        )
     get_run_logger().info("pretrained %d steps -> %s", result.train.global_step, result.model_dir)
     return PretrainManifest(
         model_dir=result.model_dir,

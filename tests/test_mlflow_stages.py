@@ -1,0 +1,90 @@
+"""The pretrain and finetune tasks each log an MLflow run (real server, tiny nightly flow)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from flows.nightly_retrain import nightly_retrain
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+def _overrides(uri: str, experiment: str) -> list[str]:
+    return [
+        "training.epochs=1",
+        "training.batch_size=128",
+        "training.log_every_steps=1",
+        "pretrain.max_rows=300",
+        "finetune.max_rows=400",
+        "features.max_length=96",
+        f"mlflow.tracking_uri={uri}",
+        f"mlflow.experiment={experiment}",
+    ]
+
+
+def _stage_runs(client: MlflowClient, experiment: str) -> dict[str, list[Run]]:
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    runs: dict[str, list[Run]] = {}
+    for run in client.search_runs([exp.experiment_id], filter_string="tags.stage != ''"):
+        runs.setdefault(run.data.tags["stage"], []).append(run)
+    return runs
+
+
+def _history(client: MlflowClient, run: Run, key: str) -> list[float]:
+    return [m.value for m in client.get_metric_history(run.info.run_id, key)]
+
+
+def test_pretrain_and_finetune_log_runs_with_curves(
+    synthetic_raw: Path, tmp_path: Path, tiny_plm_dir: Path, mlflow_server: str
+) -> None:
+    experiment = f"stages-{uuid.uuid4().hex[:8]}"
+
+    def run_flow() -> None:
+        nightly_retrain(
+            data_root=tmp_path / "data",
+            raw_dir=synthetic_raw,
+            plm=str(tiny_plm_dir),
+            variants=["flip"],
+            overrides=_overrides(mlflow_server, experiment),
+        )
+
+    run_flow()
+    client = MlflowClient(tracking_uri=mlflow_server)
+    runs = _stage_runs(client, experiment)
+    assert {len(v) for v in runs.values()} == {1}
+    pre, fine = runs["pretrain"][0], runs["finetune-flip"][0]
+    for run in (pre, fine):
+        assert run.info.status == "FINISHED"
+        assert run.data.tags.get("prefect.flow_run_id")
+        assert "training.batch_size" in run.data.params
+
+    for objective in ("mlm", "mtm", "icl"):
+        losses = _history(client, pre, f"train/{objective}_loss")
+        assert len(losses) > 1, objective
+        assert all(v >= 0 for v in losses)
+        accuracies = _history(client, pre, f"train/{objective}_accuracy")
+        assert len(accuracies) > 1, objective
+        assert all(0.0 <= v <= 1.0 for v in accuracies)
+        assert len(_history(client, pre, f"valid/{objective}_loss")) >= 1
+
+    fusion = _history(client, fine, "train/fusion_a")
+    assert len(fusion) > 1
+    assert all(0.0 < a < 1.0 for a in fusion)
+    assert len(_history(client, fine, "train/loss")) > 1
+    assert "valid/auc" in fine.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(fine.info.run_id, "plots")}
+    assert "plots/fusion_weight.png" in artifacts
+
+    # A rerun on unchanged data is a cache hit for both stages: no new stage runs.
+    run_flow()
+    again = _stage_runs(client, experiment)
+    assert {k: [r.info.run_id for r in v] for k, v in again.items()} == {
+        "pretrain": [pre.info.run_id],
+        "finetune-flip": [fine.info.run_id],
+    }
