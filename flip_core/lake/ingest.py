@@ -282,7 +282,7 @@ class _Run:
 
     def _deduplicate(self, table: str) -> None:
         self.con.execute(load_sql(f"ingest/dedup_{table}"))
-        existing = [str(p) for p in table_files(self.root, table) + self.staged[table]]
+        existing = self._visible_files(table)
         if existing:
             self.con.execute(load_sql(f"ingest/lake_match_{table}"), {"files": existing})
 
@@ -305,8 +305,12 @@ class _Run:
         self.con.execute(load_sql("ingest/apply_reasons"))
         self.con.unregister("rejected")
 
+    def _visible_files(self, table: str) -> list[str]:
+        """The table's lake files plus those staged by this ingest, as paths for DuckDB."""
+        return [str(p) for p in table_files(self.root, table) + self.staged[table]]
+
     def _known_ids(self, table: str) -> np.ndarray:
-        files = [str(p) for p in table_files(self.root, table) + self.staged[table]]
+        files = self._visible_files(table)
         if not files:
             return np.empty(0, dtype=np.int32)
         column = f"{table[:-1]}_id"
