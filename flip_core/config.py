@@ -181,6 +181,11 @@ class FinetuneConfig(_Section):
 
     variants: list[Literal["flip", "flip_id", "flip_plm"]] = ["flip_id"]
     max_rows: int | None = Field(default=None, ge=1)
+    max_valid_rows: int | None = Field(
+        default=None,
+        ge=1,
+        description="Cap on the valid rows used for selection and reported (first rows in time).",
+    )
 
 
 class MLflowConfig(_Section):

@@ -7,19 +7,24 @@ Both use the one `Trainer` (flip_core.training) and write an HF-style model dire
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
 from flip_core.config import FlipConfig
 from flip_core.data.collate import FlipCollate
 from flip_core.data.dataset import FeatureDataset, RowBatch
+from flip_core.data.feature_map import OOV_ID
 from flip_core.data.loaders import load_feature_map
 from flip_core.data.render import read_manifest
+from flip_core.metrics import split_metrics
 from flip_core.models.flip import (
     VARIANTS,
     FlipForCTR,
@@ -32,8 +37,10 @@ from flip_core.models.flip import (
 from flip_core.models.id import build_id_model
 from flip_core.models.plm import PLMEncoder, load_tokenizer
 from flip_core.training import Trainer, TrainerCallback, TrainerState, TrainResult
+from flip_core.training import distributed as ddp
 
 MODEL_DIR = "model"
+PREDICTIONS_DIR = "predictions"
 
 
 @dataclass
@@ -44,6 +51,7 @@ class StageResult:
     train: TrainResult
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+    predictions_dir: Path | None = None
 
 
 class PretrainMetricsCallback(TrainerCallback):
@@ -247,7 +255,8 @@ def run_finetuning(
     tokenizer = load_tokenizer(config.plm.name) if with_text else None
     if tokenizer is not None:
         _check_tokenizer(features_dir, tokenizer)
-    train, valid = _datasets(features_dir, with_text, config.finetune.max_rows)
+    ft = config.finetune
+    train, valid = _datasets(features_dir, with_text, ft.max_rows, ft.max_valid_rows)
     trainer = Trainer(
         model,
         config.training,
@@ -261,13 +270,53 @@ def run_finetuning(
     )
     result = trainer.train(resume_from=resume)
     metrics = dict(result.valid_metrics)
-    test_path = features_dir / "test.parquet"
-    if test_path.is_file():
-        metrics |= trainer.evaluate(FeatureDataset(test_path, with_text=with_text), "test")
+    predictions_dir = None
+    if ddp.is_main_process():
+        splits = {"valid": valid}
+        test_path = features_dir / "test.parquet"
+        if test_path.is_file():
+            splits["test"] = FeatureDataset(test_path, with_text=with_text)
+        predictions_dir = output_dir / PREDICTIONS_DIR
+        metrics |= write_predictions(trainer, splits, _user_column(features_dir), predictions_dir)
     model_dir = output_dir / MODEL_DIR
     model.save_pretrained(model_dir, features_dir / "feature_map.json", tokenizer)
     _write_json(output_dir / "metrics.json", metrics)
-    return StageResult(model_dir, result, metrics)
+    return StageResult(model_dir, result, metrics, predictions_dir=predictions_dir)
+
+
+def write_predictions(
+    trainer: Trainer,
+    splits: Mapping[str, FeatureDataset | None],
+    user_column: int | None,
+    directory: Path,
+) -> dict[str, float]:
+    """Score each split with the trainer's (selected) model; write `<split>.parquet` with
+    `label`, `prob` and `user_cold` (the row's user is OOV, i.e. unseen in train) and return
+    the split's metrics overall and on warm/cold users (`<split>_auc`, `<split>_cold_auc`, ...)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, float] = {}
+    for split, data in splits.items():
+        if data is None:
+            continue
+        probs = trainer.predict(data)
+        cold = (
+            data.field_ids[:, user_column] == OOV_ID
+            if user_column is not None
+            else np.zeros(len(probs), dtype=bool)
+        )
+        table = pa.table(
+            {"label": data.labels.astype(np.float64), "prob": probs, "user_cold": cold}
+        )
+        pq.write_table(table, directory / f"{split}.parquet")
+        metrics |= split_metrics(
+            split, data.labels, probs, cold if user_column is not None else None
+        )
+    return metrics
+
+
+def _user_column(features_dir: Path) -> int | None:
+    names = load_feature_map(features_dir).field_names
+    return names.index("user_id") if "user_id" in names else None
 
 
 def _check_tokenizer(features_dir: Path, tokenizer: Any) -> None:

@@ -98,3 +98,25 @@ class BinaryMetricAccumulator:
             "logloss": loss_sum / count if count else math.nan,
             "rows": float(count),
         }
+
+
+def split_metrics(
+    prefix: str,
+    labels: npt.ArrayLike,
+    probabilities: npt.ArrayLike,
+    cold: npt.ArrayLike | None = None,
+) -> dict[str, float]:
+    """`<prefix>_auc` and `<prefix>_logloss` over a split; with a `cold` row mask (e.g. the
+    user is unseen in train), the same on its warm and cold rows plus their row counts."""
+    y = np.asarray(labels, dtype=np.float64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    metrics = {f"{prefix}_auc": binary_auc(y, p), f"{prefix}_logloss": binary_logloss(y, p)}
+    if cold is None:
+        return metrics
+    mask = np.asarray(cold, dtype=bool)
+    for name, rows in (("warm", ~mask), ("cold", mask)):
+        metrics[f"{prefix}_{name}_rows"] = float(rows.sum())
+        if rows.any():
+            metrics[f"{prefix}_{name}_auc"] = binary_auc(y[rows], p[rows])
+            metrics[f"{prefix}_{name}_logloss"] = binary_logloss(y[rows], p[rows])
+    return metrics

@@ -3,8 +3,10 @@ through the CLI, the real feature build and the one trainer."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors import safe_open
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 
 from flip_core.config import FlipConfig, load_config
 from flip_core.data.build import build_splits_from_config, render_from_config
+from flip_core.metrics import binary_auc
 from flip_core.models.flip import FlipForCTR, FlipForPretraining
 from flows.cli import app
 from tests.features_support import ingest, minilm_tokenizer
@@ -107,6 +110,7 @@ def test_pretrain_then_finetune_every_variant(
             "--pretrained", str(pre_dir), "--out", str(run_dir), *sets,
         )  # fmt: skip
         assert "test_auc" in out
+        _check_predictions(run_dir, features_dir)
         model = FlipForCTR.from_pretrained(run_dir / "model")
         assert model.variant == variant
         with safe_open(str(run_dir / "model" / "model.safetensors"), "pt") as f:
@@ -118,6 +122,24 @@ def test_pretrain_then_finetune_every_variant(
             assert not (run_dir / "model" / "tokenizer.json").exists()
             rows = torch.full((2, len(model.config.vocab_sizes)), 3)
             assert model(field_ids=rows).logits.shape == (2,)
+
+
+def _check_predictions(run_dir: Path, features_dir: Path) -> None:
+    """The saved per-row predictions match the split, and the reported metrics are theirs."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for split in ("valid", "test"):
+        preds = pq.read_table(run_dir / "predictions" / f"{split}.parquet").to_pandas()
+        labels = pq.read_table(features_dir / f"{split}.parquet", columns=["label"])["label"]
+        assert preds["label"].tolist() == labels.to_pylist()
+        assert preds["prob"].between(0, 1).all()
+        assert metrics[f"{split}_auc"] == pytest.approx(binary_auc(preds["label"], preds["prob"]))
+        cold = preds["user_cold"]
+        assert metrics[f"{split}_cold_rows"] == cold.sum()
+        if cold.any() and (~cold).any():
+            warm = preds[~cold]
+            assert metrics[f"{split}_warm_auc"] == pytest.approx(
+                binary_auc(warm["label"], warm["prob"]), nan_ok=True
+            )
 
 
 def test_from_scratch_baselines_and_bad_input(

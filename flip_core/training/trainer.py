@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
@@ -186,6 +188,25 @@ class Trainer:
             metrics[f"{prefix}_auc"] = ctr["auc"]
             metrics[f"{prefix}_logloss"] = ctr["logloss"]
         return metrics
+
+    @torch.no_grad()
+    def predict(self, dataset: Dataset[Any]) -> npt.NDArray[np.float64]:
+        """Click probabilities for every row of `dataset`, in order, computed in this process
+        alone (no sharding: call it on the main rank)."""
+        was_training = self.model.training
+        self.model.eval()
+        loader = DataLoader(
+            dataset,
+            batch_size=self.config.eval_batch_size or self.local_batch_size,
+            collate_fn=self.eval_collate_fn,
+        )
+        parts = []
+        for raw in loader:
+            with self._autocast():
+                logits = self.model(**self._to_device(raw)).logits
+            parts.append(torch.sigmoid(logits.detach().double()).cpu().numpy())
+        self.model.train(was_training)
+        return np.concatenate(parts) if parts else np.zeros(0, np.float64)
 
     # -- epoch and step --------------------------------------------------------------------------
 
