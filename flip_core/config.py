@@ -186,6 +186,9 @@ class FinetuneConfig(_Section):
         ge=1,
         description="Cap on the valid rows used for selection and reported (first rows in time).",
     )
+    max_test_rows: int | None = Field(
+        default=None, ge=1, description="Cap on the test rows scored (first rows in time)."
+    )
 
 
 class MLflowConfig(_Section):

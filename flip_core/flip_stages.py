@@ -36,7 +36,13 @@ from flip_core.models.flip import (
 )
 from flip_core.models.id import build_id_model
 from flip_core.models.plm import PLMEncoder, load_tokenizer
-from flip_core.training import Trainer, TrainerCallback, TrainerState, TrainResult
+from flip_core.training import (
+    Trainer,
+    TrainerCallback,
+    TrainerState,
+    TrainResult,
+    seed_everything,
+)
 from flip_core.training import distributed as ddp
 
 MODEL_DIR = "model"
@@ -191,6 +197,7 @@ def run_pretraining(
 ) -> StageResult:
     """Pretrain ID model + PLM with the enabled objectives; select on valid loss."""
     features_dir, output_dir = Path(features_dir), Path(output_dir)
+    seed_everything(config.training.seed)  # the fresh heads' (and ID model's) initial weights
     model = build_pretraining_model(config, features_dir)
     tokenizer = load_tokenizer(config.plm.name)
     _check_tokenizer(features_dir, tokenizer)
@@ -248,6 +255,7 @@ def run_finetuning(
 ) -> StageResult:
     """Finetune one variant for CTR; select on valid AUC; report test AUC/log loss."""
     features_dir, output_dir = Path(features_dir), Path(output_dir)
+    seed_everything(config.training.seed)  # initial weights of whatever is not loaded
     model = build_ctr_model(
         config, features_dir, variant, Path(pretrained) if pretrained is not None else None
     )
@@ -275,7 +283,7 @@ def run_finetuning(
         splits = {"valid": valid}
         test_path = features_dir / "test.parquet"
         if test_path.is_file():
-            splits["test"] = FeatureDataset(test_path, with_text=with_text)
+            splits["test"] = FeatureDataset(test_path, with_text, max_rows=ft.max_test_rows)
         predictions_dir = output_dir / PREDICTIONS_DIR
         metrics |= write_predictions(trainer, splits, _user_column(features_dir), predictions_dir)
     model_dir = output_dir / MODEL_DIR

@@ -160,3 +160,21 @@ def test_from_scratch_baselines_and_bad_input(
          str(tmp_path), "--pretrained", str(tmp_path / "missing"), *sets],
     )  # fmt: skip
     assert result.exit_code == 2 and "not a saved FLIP pretraining folder" in result.output
+
+
+def test_finetuning_is_reproducible_per_seed(
+    features: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """Same seed -> the same model (initial weights included); another seed -> another model."""
+    from flip_core.flip_stages import run_finetuning
+
+    features_dir, overrides = features
+
+    def probs(seed: int, name: str) -> list[float]:
+        cfg = load_config(None, [*overrides, f"training.seed={seed}"])
+        run_finetuning(cfg, features_dir, tmp_path / name, "flip_id")
+        return pq.read_table(tmp_path / name / "predictions" / "test.parquet")["prob"].to_pylist()
+
+    first = probs(7, "a")
+    assert probs(7, "b") == first
+    assert probs(8, "c") != first
