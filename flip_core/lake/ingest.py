@@ -120,7 +120,7 @@ class IngestResult:
             *(
                 f"  {t}: +{self.added(t):,} rows, {self.quarantined(t):,} quarantined, "
                 f"{self.table_rows.get(t, 0):,} in the lake"
-                for t in TABLES
+                for t in self.table_rows
             ),
             *(f"  note: {m}" for m in self.messages),
         ]
@@ -378,7 +378,7 @@ class _Run:
         """Raise `BadShareError` (after keeping the quarantine) if a table has too many bad rows."""
         limit = self.config.max_bad_share
         failures: list[str] = []
-        for table in TABLES:
+        for table in self.staged:
             done = [r for r in self.reports if r.table == table and r.status == "ingested"]
             seen = sum(r.rows_seen for r in done)
             bad = sum(r.quarantined for r in done)
