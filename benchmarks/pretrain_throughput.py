@@ -5,7 +5,9 @@ at masked positions. Naive baseline, same model and objectives in the same run: 
 tokenized in `__getitem__` (field spans recomputed from character offsets), every row is padded
 to 100 tokens, and the MLM head scores the full vocabulary at every position.
 
-MFU = FLOPs of the needed work per second / peak matmul FLOP/s measured here in the same run.
+MFU = FLOPs of the needed work per second / peak matmul FLOP/s measured here in the same run
+(best of a reading before and one after the steps). Ours and the baseline alternate step by
+step, so a change of machine load affects both alike.
 Needed work: the encoder passes the configuration requires (two per row, or one with
 --single-pass) over real (non-padding) tokens, plus the MLM head at masked positions only;
 training counts 3x the forward FLOPs (forward + backward). ID model, MTM and ICL heads are not
@@ -214,35 +216,29 @@ def build_model(
     return model
 
 
-def time_steps(
-    model: FlipForPretraining,
-    batches: Iterator[dict[str, torch.Tensor]],
-    steps: int,
-    warmup: int,
-    device: torch.device,
-    bf16: bool,
-    passes: int,
-) -> tuple[float, float]:
-    """(samples/s, needed FLOP/s) over `steps` timed steps, data loading included."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-    assert model.plm is not None
-    rows, flops, elapsed = 0, 0.0, 0.0
-    for i in range(warmup + steps):
-        _sync(device)
+class StepTimer:
+    """Times training steps of one model (one optimizer), batch loading included."""
+
+    def __init__(self, model: FlipForPretraining, device: torch.device, bf16: bool) -> None:
+        self.model = model
+        self.device = device
+        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        self.autocast = (
+            (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else nullcontext
+        )
+
+    def step(self, batches: Iterator[dict[str, torch.Tensor]]) -> tuple[float, dict[str, Any]]:
+        """One step: (seconds, the batch)."""
+        _sync(self.device)
         t = time.perf_counter()
-        batch = {k: v.to(device) for k, v in next(batches).items()}
-        with autocast:
-            loss = model(**batch).loss
+        batch = {k: v.to(self.device) for k, v in next(batches).items()}
+        with self.autocast():
+            loss = self.model(**batch).loss
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        _sync(device)
-        if i >= warmup:
-            elapsed += time.perf_counter() - t
-            rows += batch["field_ids"].shape[0]
-            flops += needed_step_flops(model.plm.config, batch, passes)
-    return rows / elapsed, flops / elapsed
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        _sync(self.device)
+        return time.perf_counter() - t, batch
 
 
 def _forever(loader: DataLoader[Any]) -> Iterator[dict[str, torch.Tensor]]:
@@ -295,10 +291,19 @@ def run(
     tokenizer: PreTrainedTokenizerBase,
     features: Path,
 ) -> dict[str, Any]:
-    """Time ours, then the naive baseline, then the peak matmul; return the JSON record."""
+    """Peak matmul, then ours and the naive baseline step by step in alternation (so a change
+    of machine load hits both alike), then the peak matmul again; return the JSON record.
+
+    The peak is the best of the two readings, so a burst of load during one of them cannot
+    inflate the MFU.
+    """
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    peak_before = peak_matmul_flops(device, dtype)
+    print(f"peak matmul before: {peak_before / 1e9:.1f} GFLOP/s ({dtype})", flush=True)
     passes = 1 if args.single_pass else 2
     rows = args.batch_size * (args.steps + args.warmup)
     model = build_model(features, args.plm, args.size, args.single_pass, tokenizer).to(device)
+    assert model.plm is not None and model.mlm_head is not None
     ours_collate: Any = FlipCollate(
         pad_token_id=int(tokenizer.pad_token_id),
         mask_token_id=tokenizer.mask_token_id,
@@ -308,33 +313,46 @@ def run(
     if args.single_pass:
         inner = ours_collate
         ours_collate = lambda b: make_masks_disjoint(inner(b))  # noqa: E731
-    ours = DataLoader(
-        FeatureDataset(features / "train.parquet", with_text=True, max_rows=rows),
-        batch_size=args.batch_size,
-        shuffle=True,
-        collate_fn=ours_collate,
+    ours = _forever(
+        DataLoader(
+            FeatureDataset(features / "train.parquet", with_text=True, max_rows=rows),
+            batch_size=args.batch_size,
+            shuffle=True,
+            collate_fn=ours_collate,
+        )
     )
-    sps, flops = time_steps(
-        model, _forever(ours), args.steps, args.warmup, device, args.bf16, passes
-    )
-    print(f"ours: {sps:.1f} samples/s, needed {flops / 1e9:.1f} GFLOP/s", flush=True)
-    base_sps: float | None = None
-    if not args.skip_baseline:
-        assert model.mlm_head is not None
-        model.mlm_head.__class__ = FullVocabMLMHead  # same weights, naive forward
-        naive = DataLoader(
+    naive = _forever(
+        DataLoader(
             NaiveTextDataset(features / "train.parquet", tokenizer, rows),
             batch_size=args.batch_size,
             shuffle=True,
             collate_fn=NaiveCollate(int(tokenizer.mask_token_id)),
         )
-        base_sps, _ = time_steps(
-            model, _forever(naive), args.steps, args.warmup, device, args.bf16, passes
-        )
+    )
+    timer = StepTimer(model, device, args.bf16)
+    head_class = type(model.mlm_head)
+    totals = {"ours": [0.0, 0, 0.0], "naive": [0.0, 0, 0.0]}  # seconds, rows, needed FLOPs
+    for i in range(args.warmup + args.steps):
+        for name in ("ours",) if args.skip_baseline else ("ours", "naive"):
+            # same weights; only the MLM head's forward differs (masked positions vs all)
+            model.mlm_head.__class__ = head_class if name == "ours" else FullVocabMLMHead
+            seconds, batch = timer.step(ours if name == "ours" else naive)
+            if i >= args.warmup:
+                total = totals[name]
+                total[0] += seconds
+                total[1] += batch["field_ids"].shape[0]
+                total[2] += needed_step_flops(model.plm.config, batch, passes)
+    model.mlm_head.__class__ = head_class
+    sps = totals["ours"][1] / totals["ours"][0]
+    flops = totals["ours"][2] / totals["ours"][0]
+    print(f"ours: {sps:.1f} samples/s, needed {flops / 1e9:.1f} GFLOP/s", flush=True)
+    base_sps: float | None = None
+    if not args.skip_baseline:
+        base_sps = totals["naive"][1] / totals["naive"][0]
         print(f"naive baseline: {base_sps:.1f} samples/s", flush=True)
-    dtype = torch.bfloat16 if args.bf16 else torch.float32
-    peak = peak_matmul_flops(device, dtype)
-    print(f"peak matmul: {peak / 1e9:.1f} GFLOP/s ({dtype})", flush=True)
+    peak_after = peak_matmul_flops(device, dtype)
+    print(f"peak matmul after: {peak_after / 1e9:.1f} GFLOP/s ({dtype})", flush=True)
+    peak = max(peak_before, peak_after)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return {
         "benchmark": "pretrain",
@@ -342,6 +360,7 @@ def run(
         "baseline_samples_per_s": None if base_sps is None else round(base_sps, 2),
         "ratio": None if base_sps is None else round(sps / base_sps, 2),
         "mfu": round(flops / peak, 4),
+        "peak_gflops": round(peak / 1e9, 1),
         "device": f"{name} x{torch.get_num_threads()} threads" if name == "cpu" else name,
         "plm": args.plm if args.size == "minilm" else "base-sized (768x12)",
         "batch_size": args.batch_size,
