@@ -116,8 +116,10 @@ def build_splits(
         con.execute(load_sql("features/vocab"), {"min_count": min_count})
         feature_map = _feature_map(con, min_count)
         feature_map.save(tmp / "feature_map.json")
+        con.execute(load_sql("features/encode"))
         for split in protocol.splits:
-            table = con.sql(load_sql("features/encode"), params={"split": split}).to_arrow_table()
+            query = load_sql("features/split_rows")
+            table = con.sql(query, params={"split": split}).to_arrow_table()
             pq.write_table(table, tmp / "splits" / f"{split}.parquet")
         stats = _split_stats(con)
     summary = {

@@ -1,5 +1,7 @@
--- Rows of one split with each field's raw value and its vocabulary id (unseen -> OOV = 2).
+-- Every row with each field's raw value and its vocabulary id (unseen -> OOV = 2), once.
+CREATE OR REPLACE TEMP TABLE encoded_rows AS
 SELECT
+    r.split,
     r.row_number,
     r.label,
     r.timestamp,
@@ -30,6 +32,4 @@ LEFT JOIN feature_vocab AS v_movie
 LEFT JOIN feature_vocab AS v_title
     ON v_title.field = 'title' AND v_title.value = CAST(r.title AS VARCHAR)
 LEFT JOIN feature_vocab AS v_genres
-    ON v_genres.field = 'genres' AND v_genres.value = CAST(r.genres AS VARCHAR)
-WHERE r.split = $split
-ORDER BY r.row_number;
+    ON v_genres.field = 'genres' AND v_genres.value = CAST(r.genres AS VARCHAR);
