@@ -68,6 +68,11 @@ class IngestConfig(_Section):
         pattern=r"^\d{4}-\d{2}-\d{2}$",
         description="Lake partition for this run (YYYY-MM-DD); None means today (UTC).",
     )
+    spec: Path | None = Field(
+        default=None,
+        description="Dataset spec YAML for a non-MovieLens click log (CSV/Parquet); its `name` "
+        "is the lake dataset. None reads MovieLens .dat files.",
+    )
     duckdb: DuckDBConfig = DuckDBConfig()
 
 

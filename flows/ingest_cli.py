@@ -42,6 +42,12 @@ def ingest_command(
         str | None, typer.Option(help="Lake partition YYYY-MM-DD (default: today, UTC).")
     ] = None,
     validate: Annotated[bool, typer.Option(help="Validate the whole lake after ingesting.")] = True,
+    spec: Annotated[
+        Path | None,
+        typer.Option(
+            help="Dataset spec YAML for another click log (CSV/Parquet); see configs/specs."
+        ),
+    ] = None,
 ) -> None:
     """Ingest raw MovieLens-style files into the Parquet lake (idempotent); quarantine bad rows."""
     from flip_core.lake import IngestError, ingest_raw_dir
@@ -55,10 +61,14 @@ def ingest_command(
             "paths.data_root": data_root,
             "ingest.dataset": dataset,
             "ingest.ingest_date": ingest_date,
+            "ingest.spec": spec,
         },
     )
     if cfg.paths.raw_dir is None:
         raise _fail("no raw folder: pass --raw-dir DIR (or set paths.raw_dir)", code=2)
+    if cfg.ingest.spec is not None:
+        _ingest_spec(cfg, cfg.paths.raw_dir, cfg.ingest.spec, dataset, validate)
+        return
     try:
         result = ingest_raw_dir(cfg.paths.raw_dir, cfg.paths.data_root, cfg.ingest)
     except IngestError as exc:
@@ -67,6 +77,35 @@ def ingest_command(
     if validate:
         try:
             report = validate_lake(cfg.paths.data_root, cfg.ingest.dataset, cfg.ingest.duckdb)
+        except LakeValidationError as exc:
+            raise _fail(f"validation failed: {exc}") from None
+        console.print(f"lake valid: {report.rows}", markup=False, highlight=False)
+
+
+def _ingest_spec(
+    cfg: FlipConfig, raw_dir: Path, spec_path: Path, dataset: str | None, validate: bool
+) -> None:
+    """`flip data ingest --spec`: a click log described by a dataset spec."""
+    from flip_core.lake import IngestError
+    from flip_core.lake.spec_ingest import ingest_spec_dir
+    from flip_core.lake.spec_validate import validate_spec_lake
+    from flip_core.lake.specs import SpecError, load_spec
+    from flip_core.lake.validate import LakeValidationError
+
+    try:
+        spec = load_spec(spec_path)
+    except SpecError as exc:
+        raise _fail(f"spec error: {exc}", code=2) from None
+    if dataset is not None and dataset != spec.name:
+        raise _fail(f"--dataset {dataset!r} differs from the spec's name {spec.name!r}", code=2)
+    try:
+        result = ingest_spec_dir(raw_dir, cfg.paths.data_root, spec, cfg.ingest)
+    except IngestError as exc:
+        raise _fail(f"ingest failed: {exc}") from None
+    console.print(result.summary(), markup=False, highlight=False)
+    if validate:
+        try:
+            report = validate_spec_lake(cfg.paths.data_root, spec, cfg.ingest.duckdb)
         except LakeValidationError as exc:
             raise _fail(f"validation failed: {exc}") from None
         console.print(f"lake valid: {report.rows}", markup=False, highlight=False)

@@ -1,0 +1,318 @@
+"""Dataset specs: CSV and Parquet click logs into the lake, exact counts, quarantine, bad specs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from flip_core.config import IngestConfig
+from flip_core.lake import (
+    BadShareError,
+    IngestError,
+    SpecError,
+    ingest_spec_dir,
+    lake_dir,
+    lake_table_glob,
+    load_manifest,
+    load_spec,
+    read_quarantine,
+    validate_spec_lake,
+)
+from flip_core.lake.validate import LakeValidationError
+from flows.cli import app
+from tests.conftest import REPO_ROOT
+
+LENIENT = IngestConfig(max_bad_share=1.0)
+HEADER = "uid,item,ts,stars,price"
+SPEC = {
+    "name": "shop",
+    "format": "csv",
+    "files": ["clicks*.csv"],
+    "columns": [
+        {"name": "user_id", "source": "uid", "type": "int64", "min": 1},
+        {"name": "item", "type": "string", "pattern": "[a-zàèéç0-9 ,]+"},
+        {"name": "ts", "type": "int64", "min": 0},
+        {"name": "stars", "type": "int32", "min": 1, "max": 5},
+        {"name": "price", "type": "float64", "nullable": True},
+    ],
+    "key": ["user_id", "item", "ts"],
+    "timestamp": "ts",
+    "label": {"column": "stars", "op": ">=", "value": 4},
+}
+# Physical line numbers below count the header as line 1.
+GOOD = ["1,a,100,5,1.5", "2,b,101,3,2", '3,"c,d",102,4,', "4,e,103,1,0.5"]
+
+
+def _write_spec(tmp_path: Path, **changes: object) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps({**SPEC, **changes}), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+def _raw(tmp_path: Path, lines: list[str], name: str = "clicks-1.csv", end: str = "\n") -> Path:
+    raw = tmp_path / "raw"
+    raw.mkdir(exist_ok=True)
+    (raw / name).write_bytes("".join(line + end for line in lines).encode("utf-8"))
+    return raw
+
+
+def _lake(data_root: Path, dataset: str = "shop", table: str = "clicks") -> list[tuple]:
+    with duckdb.connect() as con:
+        return con.execute(
+            "SELECT * EXCLUDE (source_file, ingest_date) "
+            "FROM read_parquet(?, hive_partitioning = true) ORDER BY line_number",
+            [lake_table_glob(data_root, dataset, table)],
+        ).fetchall()
+
+
+def _quarantine(data_root: Path, dataset: str = "shop") -> list[tuple[str, int, str]]:
+    q = read_quarantine(data_root, dataset)
+    return list(zip(q["source_file"], q["line_number"].astype(int), q["reason"], strict=True))
+
+
+def test_csv_counts_quarantine_lines_and_reingest(tmp_path: Path) -> None:
+    lines = [
+        HEADER,
+        *GOOD,  # lines 2-5
+        "",  # 6: blank, skipped
+        "1,a,100,5,1.5",  # 7: duplicate of line 2, kept once
+        "1,a,100,4,1.5",  # 8: same key as line 2, other stars
+        "x,f,104,5,1",  # 9: not an integer
+        "5,g,105,9,1",  # 10: stars out of range
+        "6,h,106",  # 11: too few fields
+        "7,i,107,,1",  # 12: stars is not nullable
+    ]
+    raw = _raw(tmp_path, lines, end="\r\n")
+    spec = load_spec(_write_spec(tmp_path))
+    data_root = tmp_path / "data"
+    result = ingest_spec_dir(raw, data_root, spec, LENIENT, ingest_date="2024-01-01")
+
+    [report] = result.sources
+    assert (report.kept, report.duplicates, report.quarantined) == (4, 1, 5)
+    assert report.crlf_lines == 12 and report.blank_lines == 1
+    assert _quarantine(data_root) == [
+        ("clicks-1.csv", 8, "duplicate key of line 2 with other values"),
+        ("clicks-1.csv", 9, "user_id: not an integer ('x')"),
+        ("clicks-1.csv", 10, "stars: less_than_or_equal_to(5) failed (got 9)"),
+        ("clicks-1.csv", 11, "expected 5 fields separated by ',', found 3"),
+        ("clicks-1.csv", 12, "stars: missing value (column is not nullable)"),
+    ]
+    assert _lake(data_root) == [
+        (1, "a", 100, 5, 1.5, 1, 2),
+        (2, "b", 101, 3, 2.0, 0, 3),
+        (3, "c,d", 102, 4, None, 1, 4),
+        (4, "e", 103, 1, 0.5, 0, 5),
+    ]
+    assert "clicks: +4 rows, 5 quarantined, 4 in the lake" in result.summary()
+    assert validate_spec_lake(data_root, spec).rows == {"clicks": 4}
+
+    again = ingest_spec_dir(raw, data_root, spec, LENIENT, ingest_date="2024-01-02")
+    assert again.added("clicks") == 0 and again.sources[0].status == "skipped"
+    assert len(_lake(data_root)) == 4
+
+    # A new day's file adds a partition; a row the lake holds already is counted, not added.
+    _raw(tmp_path, [HEADER, "1,a,100,5,1.5", "8,j,108,5,3"], name="clicks-2.csv")
+    day2 = ingest_spec_dir(raw, data_root, spec, LENIENT, ingest_date="2024-01-02")
+    new = [s for s in day2.sources if s.status == "ingested"]
+    assert [(s.path.name, s.kept, s.already_in_lake) for s in new] == [("clicks-2.csv", 1, 1)]
+    parts = sorted(p.name for p in (lake_dir(data_root, "shop") / "clicks").iterdir())
+    assert parts == ["ingest_date=2024-01-01", "ingest_date=2024-01-02"]
+    assert load_manifest(lake_dir(data_root, "shop"), "shop").rows("clicks") == 5
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "encoding", "bom"),
+    [(";", "latin-1", b""), ("\t", "utf-8", b"\xef\xbb\xbf"), ("::", "cp1252", b"")],
+)
+def test_delimiters_and_encodings(
+    tmp_path: Path, delimiter: str, encoding: str, bom: bytes
+) -> None:
+    rows = ["1,café,100,5,1", "2,b,101,2,", "3,crème,102,4,7.25"]
+    lines = [HEADER, *rows]
+    text = "".join(line.replace(",", delimiter) + "\n" for line in lines)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "clicks.csv").write_bytes(bom + text.encode(encoding))
+    spec = load_spec(_write_spec(tmp_path, delimiter=delimiter, encoding=encoding, quote=None))
+    result = ingest_spec_dir(raw, tmp_path / "data", spec, LENIENT)
+    assert (result.added("clicks"), result.quarantined()) == (3, 0)
+    assert [row[:5] for row in _lake(tmp_path / "data")] == [
+        (1, "café", 100, 5, 1.0),
+        (2, "b", 101, 2, None),
+        (3, "crème", 102, 4, 7.25),
+    ]
+
+
+def test_wrong_encoding_bytes_are_quarantined_with_the_line(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    data = (HEADER + "\n1,a,100,5,1\n2,caf\xe9,101,5,1\n").encode("latin-1")
+    (raw / "clicks.csv").write_bytes(data)
+    result = ingest_spec_dir(raw, tmp_path / "data", load_spec(_write_spec(tmp_path)), LENIENT)
+    assert (result.added("clicks"), result.quarantined()) == (1, 1)
+    assert _quarantine(tmp_path / "data") == [
+        ("clicks.csv", 3, "invalid bytes for utf-8 at column 6")
+    ]
+
+
+def test_header_false_reads_columns_in_order(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, ["1,a,100,5,1", "2,b,101,2,2"])
+    spec = load_spec(_write_spec(tmp_path, header=False))
+    result = ingest_spec_dir(raw, tmp_path / "data", spec, LENIENT)
+    assert result.added("clicks") == 2
+    assert [(r[0], r[-1]) for r in _lake(tmp_path / "data")] == [(1, 1), (2, 2)]
+
+
+def test_parquet_rows_are_indexed_and_label_rule_in(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    table = pa.table(
+        {
+            "event": pa.array([10, 11, 12, 10, 13, 14], pa.int64()),
+            "action": ["buy", "view", "cart", "buy", None, "view"],
+            "when": pa.array([5, 6, 7, 5, 8, -1], pa.int64()),
+            "unused": ["x"] * 6,
+        }
+    )
+    pq.write_table(table, raw / "events.parquet")
+    spec_path = tmp_path / "events.yaml"
+    spec_path.write_text(
+        "name: events\ntable: events\nformat: parquet\nfiles: ['*.parquet']\n"
+        "columns:\n"
+        "  - {name: event_id, source: event, type: int64}\n"
+        "  - {name: action, type: string, allowed: [buy, view, cart]}\n"
+        "  - {name: t, source: when, type: int64, min: 0}\n"
+        "key: [event_id]\ntimestamp: t\nlabel: {column: action, op: in, value: [buy, cart]}\n",
+        encoding="utf-8",
+    )
+    spec = load_spec(spec_path)
+    data_root = tmp_path / "data"
+    result = ingest_spec_dir(raw, data_root, spec, LENIENT)
+    [report] = result.sources
+    assert (report.kept, report.duplicates, report.quarantined) == (3, 1, 2)
+    assert _quarantine(data_root, "events") == [
+        ("events.parquet", 4, "action: missing value (column is not nullable)"),
+        ("events.parquet", 5, "t: greater_than_or_equal_to(0) failed (got -1)"),
+    ]
+    assert "events.parquet row 4" in report.problems[0]
+    assert _lake(data_root, "events", "events") == [
+        (10, "buy", 5, 1, 0),
+        (11, "view", 6, 0, 1),
+        (12, "cart", 7, 1, 2),
+    ]
+    assert ingest_spec_dir(raw, data_root, spec, LENIENT).added("events") == 0
+
+
+def test_bad_share_leaves_no_partition_and_keeps_the_quarantine(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, [HEADER, *GOOD, "x,f,104,5,1"])
+    data_root = tmp_path / "data"
+    spec = load_spec(_write_spec(tmp_path))
+    with pytest.raises(BadShareError, match=r"1 of 5 rows quarantined \(20.00%\) > limit 1.00%"):
+        ingest_spec_dir(raw, data_root, spec, IngestConfig())
+    root = lake_dir(data_root, "shop")
+    assert not list(root.rglob("*.parquet"))
+    assert not (root / "_manifest.json").exists()
+    assert _quarantine(data_root) == [("clicks-1.csv", 6, "user_id: not an integer ('x')")]
+    with pytest.raises(LakeValidationError, match="no Parquet files"):
+        validate_spec_lake(data_root, spec)
+
+
+def test_header_without_a_spec_column_fails_naming_file_and_column(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, ["uid;item;ts;stars;price", "1;a;100;5;1"])
+    with pytest.raises(IngestError, match=r"clicks-1.csv line 1 \(header\): no column 'uid'"):
+        ingest_spec_dir(raw, tmp_path / "data", load_spec(_write_spec(tmp_path)), LENIENT)
+    assert not list((tmp_path / "data").rglob("*.parquet"))
+
+
+def test_validation_catches_a_duplicated_key_in_the_lake(tmp_path: Path) -> None:
+    spec = load_spec(_write_spec(tmp_path))
+    data_root = tmp_path / "data"
+    ingest_spec_dir(_raw(tmp_path, [HEADER, *GOOD]), data_root, spec, LENIENT)
+    [part] = (lake_dir(data_root, "shop") / "clicks").rglob("*.parquet")
+    rows = pq.read_table(part)
+    pq.write_table(pa.concat_tables([rows, rows.slice(0, 1)]), part)
+    report = validate_spec_lake(data_root, spec, strict=False)
+    assert any("duplicate key" in p for p in report.problems)
+    assert any("5 rows in files, 4 in the manifest" in p for p in report.problems)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"colour": 1}, "colour: Extra inputs are not permitted"),
+        ({"format": "xlsx"}, "format: Input should be 'csv' or 'parquet'"),
+        (
+            {"columns": [{"name": 'a"; DROP TABLE x; --', "type": "int64"}]},
+            "columns[0] (a\"; DROP TABLE x; --).name: 'a\"; DROP TABLE x; --' is not a plain",
+        ),
+        ({"columns": [{"name": "label", "type": "int32"}]}, "'label' is reserved"),
+        ({"key": ["nope"]}, "key: 'nope' is not a column"),
+        ({"label": {"column": "stars", "op": ">="}}, "label: Value error, op '>=' needs a value"),
+        ({"label": {"column": "item", "op": ">", "value": 3}}, "needs a numeric column"),
+        (
+            {"columns": [{"name": "s", "type": "string", "min": 1}]},
+            "columns[0] (s): min/max need a numeric type",
+        ),
+        ({"encoding": "utf-16"}, "encoding: 'utf-16' is not ASCII-compatible"),
+        ({"files": ["../x/*.csv"]}, "files: '../x/*.csv' must be a glob relative"),
+        ({"columns": [{"name": "s", "type": "float32"}]}, "columns[0] (s).type: Input should"),
+    ],
+)
+def test_bad_specs_name_the_file_and_key(
+    tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
+    path = _write_spec(tmp_path, **changes)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    text = str(caught.value).replace("Value error, ", "")
+    assert text.startswith(f"{path}: ")
+    assert message.replace("Value error, ", "") in text
+
+
+def test_unreadable_specs(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n", encoding="utf-8")
+    with pytest.raises(SpecError, match=r"bad.yaml: not valid YAML"):
+        load_spec(bad)
+    bad.write_text("- a list\n", encoding="utf-8")
+    with pytest.raises(SpecError, match=r"bad.yaml: a dataset spec is a mapping"):
+        load_spec(bad)
+
+
+def test_example_spec_through_the_cli(tmp_path: Path) -> None:
+    example = REPO_ROOT / "configs" / "specs" / "clicks.yaml"
+    raw = _raw(
+        tmp_path,
+        [
+            "event_id,user_id,item_id,ts,device,dwell_s,clicked",
+            "1,7,i-1,1700000000,mobile,3.5,1",
+            "2,7,i-2,1700000060,NA,,0",
+            "3,8,i-1,1700000120,fridge,1,1",
+        ],
+        name="clicks-2024-01-01.csv",
+    )
+    data_root = tmp_path / "data"
+    args = ["data", "ingest", "--spec", str(example), "--raw-dir", str(raw)]
+    args += ["--data-root", str(data_root), "--set", "ingest.max_bad_share=0.5"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "clicks: +2 rows, 1 quarantined, 2 in the lake" in result.output
+    assert "lake valid: {'clicks': 2}" in result.output
+    assert _quarantine(data_root, "clicks-demo") == [
+        (
+            "clicks-2024-01-01.csv",
+            4,
+            "device: isin(['mobile', 'desktop', 'tablet']) failed (got 'fridge')",
+        )
+    ]
+
+    bad = _write_spec(tmp_path, key=["nope"])
+    failed = CliRunner().invoke(app, ["data", "ingest", "--spec", str(bad), "--raw-dir", str(raw)])
+    assert failed.exit_code == 2
+    assert "spec error:" in failed.output and "key: 'nope' is not a column" in failed.output
