@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
@@ -316,3 +318,31 @@ def test_example_spec_through_the_cli(tmp_path: Path) -> None:
     failed = CliRunner().invoke(app, ["data", "ingest", "--spec", str(bad), "--raw-dir", str(raw)])
     assert failed.exit_code == 2
     assert "spec error:" in failed.output and "key: 'nope' is not a column" in failed.output
+
+
+def test_gzip_csv_with_timestamp_and_boolean_label(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    text = "at|who|flag\n2024-01-02 10:00:00|u1|true\n2024-01-02 11:30:00|u2|false\n"
+    text += "yesterday|u3|true\n2024-01-03 09:00:00|u4|maybe\n"
+    (raw / "log.tsv.gz").write_bytes(gzip.compress(text.encode("utf-8")))
+    spec_path = tmp_path / "log.yaml"
+    spec_path.write_text(
+        "name: log\nformat: csv\nfiles: ['*.tsv.gz']\ndelimiter: '|'\n"
+        "columns:\n"
+        "  - {name: at, type: timestamp}\n  - {name: who, type: string}\n"
+        "  - {name: flag, type: bool}\n"
+        "key: [at, who]\ntimestamp: at\nlabel: {column: flag}\n",
+        encoding="utf-8",
+    )
+    data_root = tmp_path / "data"
+    result = ingest_spec_dir(raw, data_root, load_spec(spec_path), LENIENT)
+    assert (result.added("clicks"), result.quarantined()) == (2, 2)
+    assert _quarantine(data_root, "log") == [
+        ("log.tsv.gz", 4, "at: not a timestamp ('yesterday')"),
+        ("log.tsv.gz", 5, "flag: not a boolean ('maybe')"),
+    ]
+    assert _lake(data_root, "log") == [
+        (datetime(2024, 1, 2, 10), "u1", True, 1, 2),
+        (datetime(2024, 1, 2, 11, 30), "u2", False, 0, 3),
+    ]
