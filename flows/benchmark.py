@@ -8,6 +8,7 @@ file, prose written by people, is kept). Finished pairs are cache hits on a reru
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,15 +19,21 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
+from flip_core.config import FlipConfig
+from flip_core.models.flip import Variant
 from flows.params import flow_config
-from tasks.features import build_features
+from tasks.caching import work_dir
+from tasks.features import FeaturesManifest, build_features, render_prompts
+from tasks.finetune import finetune
 from tasks.ingest import ingest_raw, validate_lake
+from tasks.pretrain import pretrain
 from tasks.raw_data import prepare_raw_data
 from tasks.train import train_id_model
 
 BEGIN = "<!-- benchmark:begin -->"
 END = "<!-- benchmark:end -->"
-METRICS = ("test_auc", "test_logloss")
+METRICS = ("valid_auc", "test_auc", "test_logloss", "test_cold_auc", "samples_per_s")
+PRETRAIN_SECTIONS = ("features", "plm", "id_model", "training", "pretrain")
 
 
 class RunResult(BaseModel):
@@ -73,9 +80,17 @@ def results_markdown(
         cells = []
         for name in metrics:
             mean, std = row[name]
-            cells.append("-" if mean is None else f"{mean:.4f} ± {std:.4f}")
+            cells.append(_cell(mean, std))
         lines.append(f"| {row['model']} | {row['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(mean: float | None, std: float) -> str:
+    if mean is None:
+        return "-"
+    if abs(mean) >= 100:  # throughputs
+        return f"{mean:,.0f} ± {std:,.0f}"
+    return f"{mean:.4f} ± {std:.4f}"
 
 
 def write_results(path: Path, table: str) -> None:
@@ -102,6 +117,7 @@ def benchmark(
     seeds: list[int] | None = None,
     results_path: Path = Path("docs/results.md"),
     overrides: list[str] | None = None,
+    variants: list[Variant] | None = None,
 ) -> list[dict[str, Any]]:
     """Train `models` x `seeds` on `protocol`, then rewrite the table in `results_path`.
 
@@ -110,10 +126,12 @@ def benchmark(
         data_root: where the lake, features and models live (`paths.data_root`).
         raw_dir: raw MovieLens-style folder; synthetic data when omitted.
         protocol: the split protocol (`features.protocol`), e.g. ml1m-time-811.
-        models: ID backbones to train (default: the configured one).
+        models: ID backbones to train from scratch (default: the configured one; [] for none).
         seeds: training seeds (default: 0, 1, 2).
         results_path: the Markdown file whose benchmark table is rewritten.
         overrides: further `section.key=value` overrides.
+        variants: FLIP finetuning variants (flip_id, flip_plm, flip) x `seeds`, after one
+            pretraining of the configured backbone and PLM (none by default).
     """
     logger = get_run_logger()
     config = flow_config(
@@ -121,7 +139,7 @@ def benchmark(
         overrides,
         **{"paths.data_root": data_root, "paths.raw_dir": raw_dir, "features.protocol": protocol},
     )
-    models = models or [config.id_model.backbone]
+    models = models if models is not None else [config.id_model.backbone]
     seeds = seeds if seeds is not None else [0, 1, 2]
     raw = prepare_raw_data(config)
     lake = ingest_raw(config, raw)
@@ -132,16 +150,50 @@ def benchmark(
     for model in models:
         for seed in seeds:
             trained = train_id_model(config, features.splits_dir / "splits", model, seed)
-            metrics = {"test_auc": trained.test_auc, "test_logloss": trained.test_logloss}
-            metrics["valid_auc"] = trained.valid_auc
-            results.append(RunResult(model=model, seed=seed, metrics=metrics))
+            metrics = json.loads(trained.metrics_path.read_text(encoding="utf-8"))
+            values = {**metrics["valid"], **metrics["test"], "samples_per_s": trained.samples_per_s}
+            results.append(RunResult(model=model, seed=seed, metrics=values))
+    if variants:
+        results += flip_variants(config, features, variants, seeds)
     rows = aggregate(results)
-    command = benchmark_command(config_file, raw_dir, features.protocol, models, seeds, overrides)
+    command = benchmark_command(
+        config_file, raw_dir, features.protocol, models, seeds, overrides, variants
+    )
     table = results_markdown(rows, features.protocol, command)
     write_results(results_path, table)
     create_markdown_artifact(table, key="benchmark-results")
     logger.info("Wrote the benchmark table to %s", results_path)
     return rows
+
+
+def flip_variants(
+    config: FlipConfig,
+    features: FeaturesManifest,
+    variants: Sequence[Variant],
+    seeds: Sequence[int],
+) -> list[RunResult]:
+    """One FLIP pretraining (cached like the nightly one), then each variant x seed."""
+    prompts = render_prompts(config, features)
+    pre_dir = work_dir(config, "pretrain", prompts, sections=PRETRAIN_SECTIONS)
+    pretrained = pretrain(config, prompts.features_dir, pre_dir)
+    results = []
+    for variant in variants:
+        for seed in seeds:
+            seeded = config.model_copy(
+                update={"training": config.training.model_copy(update={"seed": seed})}
+            )
+            out = work_dir(
+                seeded,
+                "finetune",
+                prompts,
+                pretrained,
+                variant,
+                sections=(*PRETRAIN_SECTIONS, "finetune"),
+            )
+            tuned = finetune(seeded, prompts.features_dir, out, variant, pretrained.model_dir)
+            name = f"FLIP {variant} ({config.id_model.backbone}, {config.plm.name})"
+            results.append(RunResult(model=name, seed=seed, metrics=tuned.metrics))
+    return results
 
 
 def benchmark_command(
@@ -151,6 +203,7 @@ def benchmark_command(
     models: Sequence[str],
     seeds: Sequence[int],
     overrides: Sequence[str] | None,
+    variants: Sequence[str] | None = None,
 ) -> str:
     """The `flip benchmark` command line that reproduces a run."""
     parts = ["flip benchmark"]
@@ -160,5 +213,7 @@ def benchmark_command(
         parts.append(f"--raw-dir {raw_dir}")
     parts += [f"--protocol {protocol}", f"--models {','.join(models)}"]
     parts.append(f"--seeds {','.join(str(s) for s in seeds)}")
+    if variants:
+        parts.append(f"--variants {','.join(variants)}")
     parts += [f"--set {o}" for o in overrides or []]
     return " ".join(parts)

@@ -28,8 +28,14 @@ def benchmark_command(
     ] = None,
     data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
     protocol: Annotated[str | None, typer.Option(help="Split protocol.")] = None,
-    models: Annotated[str, typer.Option(help="Comma-separated ID backbones.")] = "dcnv2",
+    models: Annotated[
+        str, typer.Option(help="Comma-separated ID backbones ('' for none).")
+    ] = "dcnv2",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    variants: Annotated[
+        str,
+        typer.Option(help="Comma-separated FLIP variants after one pretraining (flip_id, ...)."),
+    ] = "",
     results: Annotated[Path, typer.Option(help="Markdown file to rewrite.")] = Path(
         "docs/results.md"
     ),
@@ -40,7 +46,15 @@ def benchmark_command(
     except ValueError:
         typer.echo(f"error: --seeds must be comma-separated integers, got {seeds!r}", err=True)
         raise typer.Exit(code=2) from None
-    model_list = _split(models, "models")
+    model_list = _split(models, "models") if models.strip() else []
+    variant_list = [v.strip() for v in variants.split(",") if v.strip()]
+    unknown = sorted(set(variant_list) - {"flip", "flip_id", "flip_plm"})
+    if unknown:
+        typer.echo(
+            f"error: unknown variant(s) {', '.join(unknown)}; use flip, flip_id, flip_plm",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     try:
         load_config(config, set_ or [])
     except ConfigError as exc:
@@ -57,6 +71,7 @@ def benchmark_command(
         seeds=seed_list,
         results_path=results,
         overrides=set_,
+        variants=variant_list or None,  # type: ignore[arg-type]
     )
     for row in rows:
         typer.echo(f"{row['model']}: test AUC {row['test_auc'][0]:.4f} ± {row['test_auc'][1]:.4f}")

@@ -31,6 +31,7 @@ class IDModelManifest(BaseModel):
     valid_auc: float
     test_auc: float
     test_logloss: float
+    samples_per_s: float
     content_hash: str
 
 
@@ -67,5 +68,6 @@ def train_id_model(
         valid_auc=report.valid["valid_auc"],
         test_auc=report.test["test_auc"],
         test_logloss=report.test["test_logloss"],
+        samples_per_s=report.samples_per_s,
         content_hash=tree_sha256(model_dir),
     )

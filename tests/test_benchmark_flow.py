@@ -61,3 +61,40 @@ def test_benchmark_flow_trains_every_pair_and_reruns_from_cache(tmp_path: Path):
     state = benchmark(**kwargs, return_state=True)
     assert state.is_completed()
     assert state.result() == rows  # identical numbers: every pair came from the cache
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_benchmark_flow_runs_flip_variants_after_one_pretraining(
+    tmp_path: Path, tiny_plm_dir: Path
+):
+    results = tmp_path / "results.md"
+    rows = benchmark(
+        data_root=tmp_path / "data",
+        models=[],
+        variants=["flip_id", "flip"],
+        seeds=[0, 1],
+        results_path=results,
+        overrides=[
+            "synth.users=40",
+            "synth.movies=30",
+            "synth.ratings_per_user=15",
+            f"plm.name={tiny_plm_dir}",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+            "training.epochs=1",
+            "training.max_steps=3",
+            "training.batch_size=64",
+            "training.progress=false",
+            "pretrain.mtm_num_negatives=8",
+        ],
+    )
+    names = [(r["model"], r["seeds"]) for r in rows]
+    assert names == [
+        (f"FLIP flip_id (dcnv2, {tiny_plm_dir})", 2),
+        (f"FLIP flip (dcnv2, {tiny_plm_dir})", 2),
+    ]
+    for row in rows:
+        auc, _ = row["test_auc"]
+        assert 0.0 < auc < 1.0
+    pretrain_dirs = list((tmp_path / "data" / "work" / "pretrain").iterdir())
+    assert len(pretrain_dirs) == 1  # one pretraining serves every variant and seed
+    assert "--variants flip_id,flip" in results.read_text(encoding="utf-8")
