@@ -346,3 +346,19 @@ def test_gzip_csv_with_timestamp_and_boolean_label(tmp_path: Path) -> None:
         (datetime(2024, 1, 2, 10), "u1", True, 1, 2),
         (datetime(2024, 1, 2, 11, 30), "u2", False, 0, 3),
     ]
+
+
+def test_ingest_tasks_follow_the_spec_in_the_config(tmp_path: Path) -> None:
+    from flip_core.config import load_config
+    from tasks.ingest import _dataset, _ingest, spec_inbox
+
+    raw = _raw(tmp_path, [HEADER, *GOOD])
+    spec = _write_spec(tmp_path)
+    config = load_config(
+        None, [f"ingest.spec={spec}", f"paths.raw_dir={raw}", f"paths.data_root={tmp_path}/d"]
+    )
+    inbox = spec_inbox.fn(config)
+    assert inbox.raw_dir == raw and not inbox.synthetic
+    assert _dataset(config) == "shop"
+    assert _ingest(config, inbox.raw_dir).added("clicks") == 4
+    assert len(_lake(tmp_path / "d")) == 4
