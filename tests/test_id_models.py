@@ -10,6 +10,7 @@ import torch
 
 from flip_core.config import IDModelConfig
 from flip_core.models import IDModel, IDModelOutput, build_id_model, known_id_models
+from flip_core.models.layers import MLP, FieldEmbedding, relu_dropout
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only add contention on shared CI cores
 
@@ -115,3 +116,74 @@ def test_save_and_load_round_trip(tmp_path: Path, name: str, options: dict[str, 
 def test_from_pretrained_rejects_non_model_dir(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a saved ID model"):
         IDModel.from_pretrained(tmp_path)
+
+
+def test_relu_dropout_keeps_the_right_share_and_scales() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(1000, 403, requires_grad=True)  # 403000 elements: not a multiple of 4
+    y = relu_dropout(x, 0.3)
+    positive = x.detach() > 0
+    kept = y.detach() != 0
+    assert not bool((kept & ~positive).any())  # ReLU: nothing negative survives
+    share = kept[positive].float().mean().item()
+    assert abs(share - 0.7) < 0.005
+    scale = 1.0 / (1.0 - round(0.3 * 32768) / 32768)
+    torch.testing.assert_close(y[kept], x.detach()[kept] * scale)
+    # each of the four 16-bit lanes of the random words keeps the same share
+    lanes = kept.flatten()[: 4 * (kept.numel() // 4)].view(-1, 4).float()
+    lane_pos = positive.flatten()[: lanes.numel()].view(-1, 4).float()
+    per_lane = (lanes.sum(0) / lane_pos.sum(0)).tolist()
+    assert all(abs(v - 0.7) < 0.01 for v in per_lane), per_lane
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, grad * kept * scale)
+
+
+def test_mlp_dropout_is_seeded_and_off_in_eval() -> None:
+    mlp = MLP(16, [32, 8], dropout=0.2)
+    assert [k for k in mlp.state_dict()] == [
+        "net.0.weight",
+        "net.0.bias",
+        "net.3.weight",
+        "net.3.bias",
+    ]
+    x = torch.randn(64, 16)
+    torch.manual_seed(3)
+    first = mlp(x)
+    torch.manual_seed(3)
+    torch.testing.assert_close(mlp(x), first, rtol=0, atol=0)
+    assert not torch.equal(mlp(x), first)  # a fresh mask
+    mlp.eval()
+    torch.testing.assert_close(mlp(x), mlp.net(x), rtol=0, atol=0)
+
+
+def test_field_embedding_gradient_matches_nn_embedding() -> None:
+    torch.manual_seed(0)
+    emb = FieldEmbedding(VOCAB, 4)
+    ids, _ = _batch(50)
+    ids[0] = ids[1]  # repeated rows accumulate
+    grad = torch.randn(50, len(VOCAB), 4)
+    emb(ids).backward(grad)
+    ours = emb.table.weight.grad
+    assert ours is not None
+    reference = emb.table.weight.detach().clone().requires_grad_()
+    torch.nn.functional.embedding(ids + emb.offsets, reference).backward(grad)
+    torch.testing.assert_close(ours, reference.grad, rtol=0, atol=1e-6)
+
+
+def test_dcnv2_with_dropout_overfits_tiny_batch() -> None:
+    torch.manual_seed(0)
+    model = build_id_model("dcnv2", VOCAB, _config({}).model_copy(update={"dropout": 0.1}))
+    ids, labels = _batch(32, seed=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        loss = model(ids, labels).loss
+        assert loss is not None
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(ids, labels)
+    assert out.loss is not None and float(out.loss) < 0.05
