@@ -6,6 +6,12 @@ the values (`schemas.py`), and the accepted rows are written with DuckDB `COPY` 
 folder. Only when every file went through and the bad share is within the limit are the files
 renamed into the lake and the manifest rewritten; quarantined rows are kept either way.
 
+Ratings have a fast path for the common case, a clean file: batches of plain `int::int::int::int`
+lines are parsed by Arrow's CSV reader (`lines.parse_int_lines`; line numbers are consecutive
+there). When every batch parsed that way, no key repeats, none is in the lake and pandera passes
+on every row, the rows are written as they are. Anything else (one odd line, one duplicate, one
+failing value) sends the file through the exact steps above, which give every row's reason.
+
 Dimension tables (users, movies) keep one row per key, the first version seen: re-sending an
 identical row adds nothing; a row whose key the lake holds with other attributes is quarantined
 ("changed attributes"), so a corrected users.dat needs a deliberate rebuild of the lake rather than
@@ -26,11 +32,20 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from flip_core.config import IngestConfig
 from flip_core.hashing import file_sha256
 from flip_core.lake.duck import connect
-from flip_core.lake.lines import LineStats, RawFileError, iter_line_batches
+from flip_core.lake.lines import (
+    LineBatch,
+    LineStats,
+    RawFileError,
+    TypedBatch,
+    iter_batches,
+    iter_line_batches,
+    parse_int_lines,
+)
 from flip_core.lake.manifest import (
     STAGING_PREFIX,
     LakeManifest,
@@ -47,6 +62,15 @@ from flip_core.sql import load_sql
 
 ENCODING = "latin-1"
 _SHOWN_PROBLEMS = 3
+# Tables with a fast parse (all fields integers): Arrow types of their fields, in file order.
+_FAST_TYPES: dict[str, dict[str, pa.DataType]] = {
+    "ratings": {
+        "user_id": pa.int32(),
+        "movie_id": pa.int32(),
+        "rating": pa.int32(),
+        "timestamp": pa.int64(),
+    }
+}
 
 
 class IngestError(ValueError):
@@ -238,20 +262,27 @@ class _Run:
                 f"{path.name}: already ingested (same content, sha256 {sha[:12]}), nothing added"
             )
             return
-        self._stage(table, path, report)
+        typed, exact = self._stage(table, path, report)
+        if typed and not exact and self._write_clean(table, path, report, typed):
+            return
+        self._stage_typed(table, typed)
         self._deduplicate(table)
         self._validate(table)
         self._collect(table, path, report)
         self._write(table, path, report)
 
-    def _stage(self, table: str, path: Path, report: SourceReport) -> None:
+    def _stage(self, table: str, path: Path, report: SourceReport) -> tuple[list[pa.Table], bool]:
+        """Parse `path`: (fast-parsed rows, not staged yet; whether a batch took the exact path)."""
         self.con.execute(load_sql(f"ingest/stage_{table}"))
         stats = LineStats()
-        batches = iter_line_batches(
-            path, ENCODING, self.config.chunk_mib << 20, self.config.max_line_bytes, stats
-        )
+        typed: list[pa.Table] = []
+        exact = False
         try:
-            for batch in batches:
+            for batch in self._batches(table, path, stats):
+                if isinstance(batch, TypedBatch):
+                    typed.append(batch.table)
+                    continue
+                exact = True
                 self.con.register("batch", batch.table)
                 self.con.execute(load_sql(f"ingest/parse_{table}"))
                 self.con.unregister("batch")
@@ -279,6 +310,59 @@ class _Run:
                 f"{name}: gzip stream is truncated after line {stats.lines}; the complete lines "
                 "were ingested, fetch the file again for the rest"
             )
+        return typed, exact
+
+    def _batches(
+        self, table: str, path: Path, stats: LineStats
+    ) -> Iterator[LineBatch | TypedBatch]:
+        chunk, max_line = self.config.chunk_mib << 20, self.config.max_line_bytes
+        types = _FAST_TYPES.get(table)
+        if types is None:
+            return iter_line_batches(path, ENCODING, chunk, max_line, stats)
+
+        def fast(data: bytes, first_line: int, lines: int) -> pa.Table | None:
+            return parse_int_lines(data, first_line, lines, types, max_line)
+
+        return iter_batches(path, ENCODING, chunk, max_line, stats, fast)
+
+    def _stage_typed(self, table: str, typed: list[pa.Table]) -> None:
+        for rows in typed:
+            self.con.register("typed", rows)
+            self.con.execute(load_sql(f"ingest/stage_typed_{table}"))
+            self.con.unregister("typed")
+
+    def _write_clean(
+        self, table: str, path: Path, report: SourceReport, typed: list[pa.Table]
+    ) -> bool:
+        """Write fast-parsed rows as they are if all are new, unique and valid; else False."""
+        rows = pa.concat_tables(typed)
+        self.con.register("clean", rows)
+        try:
+            if not self._all_clean(table, rows):
+                return False
+            report.kept = rows.num_rows
+            self._write(table, path, report, clean=True)
+            return True
+        finally:
+            self.con.unregister("clean")
+
+    def _all_clean(self, table: str, rows: pa.Table) -> bool:
+        """No key twice, none in the lake, and pandera accepts every row (view `clean`)."""
+        key = TABLES[table].key
+        if _keys_repeat([rows.column(c).to_numpy() for c in key]) is not False:
+            return False
+        files = self._visible_files(table)
+        if files:
+            query = load_sql(f"ingest/clean_in_lake_{table}")
+            if self.con.execute(query, {"files": files}).fetchall() != [(0,)]:
+                return False
+        if table == "ratings":
+            users, movies = self._known_ids("users"), self._known_ids("movies")
+            schema = ratings_schema(users, movies, key_checked=True)
+        else:
+            schema = TABLES[table].model.to_schema()
+        frame = rows.select(list(TABLES[table].fields)).to_pandas()
+        return not failure_reasons(schema, frame)
 
     def _deduplicate(self, table: str) -> None:
         self.con.execute(load_sql(f"ingest/dedup_{table}"))
@@ -339,7 +423,7 @@ class _Run:
                 f"{name}: quarantined {report.quarantined} line(s); first: {report.problems[0]}"
             )
 
-    def _write(self, table: str, path: Path, report: SourceReport) -> None:
+    def _write(self, table: str, path: Path, report: SourceReport, clean: bool = False) -> None:
         part = f"ingest_date={self.date}/part-{self.run_id}-{len(self.entries):03d}.parquet"
         files: list[str] = []
         if report.kept:
@@ -348,7 +432,8 @@ class _Run:
             params = {"path": str(target)}
             if table == "ratings":
                 params["source"] = path.name
-            self.con.execute(load_sql(f"ingest/write_{table}"), params)
+            name = f"write_clean_{table}" if clean else f"write_{table}"
+            self.con.execute(load_sql(f"ingest/{name}"), params)
             self.staged[table].append(target)
             files.append(f"{table}/{part}")
         if report.quarantined:
@@ -462,3 +547,23 @@ def quarantine_reasons(data_root: Path, dataset: str, run_id: str) -> dict[str, 
             load_sql("ingest/quarantine_reasons"), {"files": [str(f) for f in files]}
         ).fetchall()
     return {str(reason): int(n) for reason, n in rows}
+
+
+def _keys_repeat(columns: list[np.ndarray]) -> bool | None:
+    """Whether some row repeats the key made of `columns` (integers); None if it cannot tell.
+
+    The key is packed exactly into one int64 (offsets by each column's minimum), then sorted;
+    None when the value ranges are too wide to pack.
+    """
+    packed = np.zeros(len(columns[0]), dtype=np.int64)
+    span = 1
+    for column in columns:
+        low, high = int(column.min()), int(column.max())
+        width = high - low + 1
+        span *= width
+        if span >= 1 << 63:
+            return None
+        packed *= width
+        packed += column.astype(np.int64) - low
+    packed.sort()
+    return bool((packed[1:] == packed[:-1]).any())

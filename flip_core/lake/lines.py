@@ -5,19 +5,26 @@ a bare `\\r` elsewhere is a control byte). Line numbers are 1-based physical lin
 included, so a message can point an editor at the exact line. Splitting and byte checks run in
 numpy over whole batches; only lines that need it (non-ASCII, bad bytes) touch Python one by one.
 Gzip input is streamed; a truncated stream yields every complete line and flags the partial one.
+
+Fast path (`iter_batches` with a `fast` parser): a batch whose bytes are only digits, `:` and
+line ends, with no blank line, is handed to `parse_int_lines`, which parses it in Arrow's
+multithreaded CSV reader; its line numbers are then simply consecutive. A batch that does not
+qualify, or that the parser refuses, goes through the exact numbered-lines split instead, so
+the two paths give the same rows, line numbers and problems.
 """
 
 from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 PREVIEW_CHARS = 200
 _C1_CONTROL = re.compile("[\x80-\x9f]")
@@ -48,10 +55,61 @@ class LineBatch:
     table: pa.Table
 
 
+@dataclass(frozen=True)
+class TypedBatch:
+    """Rows parsed by a fast parser: typed columns plus `line_number`, every line valid syntax."""
+
+    table: pa.Table
+
+
+FastParser = Callable[[bytes, int, int], pa.Table | None]
+"""(whole lines, first line number, line count) -> typed rows, or None to take the exact path."""
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    data: bytes  # whole lines; the last lacks its newline when `partial`
+    first_line: int
+    lines: int
+    dropped: int  # bytes of an over-long first line that were not kept
+    partial: bool
+
+
 def iter_line_batches(
     path: Path, encoding: str, chunk_bytes: int, max_line_bytes: int, stats: LineStats
 ) -> Iterator[LineBatch]:
     """Yield the non-blank lines of `path` (plain or .gz) in batches of about `chunk_bytes`."""
+    for chunk in _chunks(path, encoding, chunk_bytes, max_line_bytes, stats):
+        batch = _split_chunk(chunk, encoding, max_line_bytes, stats)
+        if batch.table.num_rows:
+            yield batch
+
+
+def iter_batches(
+    path: Path,
+    encoding: str,
+    chunk_bytes: int,
+    max_line_bytes: int,
+    stats: LineStats,
+    fast: FastParser,
+) -> Iterator[LineBatch | TypedBatch]:
+    """Like `iter_line_batches`, but a batch that `fast` parses comes as a `TypedBatch`."""
+    for chunk in _chunks(path, encoding, chunk_bytes, max_line_bytes, stats):
+        if not chunk.dropped and not (chunk.partial and stats.truncated):
+            table = fast(chunk.data, chunk.first_line, chunk.lines)
+            if table is not None:
+                stats.lines = chunk.first_line + chunk.lines - 1
+                yield TypedBatch(table=table)
+                continue
+        batch = _split_chunk(chunk, encoding, max_line_bytes, stats)
+        if batch.table.num_rows:
+            yield batch
+
+
+def _chunks(
+    path: Path, encoding: str, chunk_bytes: int, max_line_bytes: int, stats: LineStats
+) -> Iterator[_Chunk]:
+    """Cut the file into runs of whole lines of about `chunk_bytes`, numbering them."""
     _check_encoding(path, encoding)
     carry = b""
     dropped = 0  # bytes of an over-long unfinished line not kept in memory
@@ -61,18 +119,85 @@ def iter_line_batches(
         data = carry + block
         cut = data.rfind(b"\n") + 1
         if cut:
-            batch = _split(data[:cut], first_line, encoding, max_line_bytes, stats, dropped)
-            first_line, dropped = stats.lines + 1, 0
-            if batch.table.num_rows:
-                yield batch
+            whole = data[:cut]
+            lines = whole.count(b"\n")
+            yield _Chunk(whole, first_line, lines, dropped, partial=False)
+            first_line, dropped = first_line + lines, 0
         carry = data[cut:]
         if len(carry) > max_line_bytes:  # keep only the head of a line that is too long anyway
             dropped += len(carry) - max_line_bytes - 1
             carry = carry[: max_line_bytes + 1]
     if carry:
-        batch = _split(carry, first_line, encoding, max_line_bytes, stats, dropped, partial=True)
-        if batch.table.num_rows:
-            yield batch
+        yield _Chunk(carry, first_line, 1, dropped, partial=True)
+
+
+def _split_chunk(chunk: _Chunk, encoding: str, max_line_bytes: int, stats: LineStats) -> LineBatch:
+    return _split(
+        chunk.data,
+        chunk.first_line,
+        encoding,
+        max_line_bytes,
+        stats,
+        chunk.dropped,
+        partial=chunk.partial,
+    )
+
+
+_INT_LINE_BYTES = b"0123456789:\n"
+_MAX_ZEROS = 19  # a run of 20 zeros means some field may be long: lengths get checked line by line
+
+
+def parse_int_lines(
+    data: bytes, first_line: int, lines: int, types: dict[str, pa.DataType], max_line_bytes: int
+) -> pa.Table | None:
+    """Parse `data`, every line `int::int::...` with one field per entry of `types`.
+
+    Returns the typed columns plus `line_number` (`first_line` onward), or None when any line
+    is not plainly that (another byte, a blank line, a field count, an empty field, a value out
+    of its type's range, a line over `max_line_bytes`): the caller then takes the exact path.
+    """
+    if (
+        not data
+        or data.translate(None, _INT_LINE_BYTES)
+        or not _short_lines(data, types, max_line_bytes)
+    ):
+        return None
+    names = [f"{name}{part}" for name in types for part in ("", ":")][:-1]
+    column_types = {n: types.get(n, pa.null()) for n in names}
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(data),
+            read_options=pa_csv.ReadOptions(column_names=names, block_size=1 << 22),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=":", quote_char=False, double_quote=False, ignore_empty_lines=False
+            ),
+            convert_options=pa_csv.ConvertOptions(column_types=column_types),
+        )
+    except pa.ArrowInvalid:
+        return None
+    table = table.select(list(types))
+    # A blank line reads as a row of nulls, as does an empty field: both go the exact way.
+    if table.num_rows != lines or any(column.null_count for column in table.columns):
+        return None
+    numbers = np.arange(first_line, first_line + lines, dtype=np.int64)
+    return table.append_column("line_number", pa.array(numbers))
+
+
+def _short_lines(data: bytes, types: dict[str, pa.DataType], max_line_bytes: int) -> bool:
+    """No line of `data` (digits, `:`, line ends) is longer than `max_line_bytes`.
+
+    A field that parses into an int32/int64 has at most 10/19 significant digits; unless a run
+    of 20 zeros occurs, it also has at most 19 leading zeros, which bounds the line length.
+    """
+    digits = sum(10 if pa.types.is_int32(t) else 19 for t in types.values())
+    bound = digits + _MAX_ZEROS * len(types) + 2 * (len(types) - 1)
+    if bound <= max_line_bytes and b"0" * (_MAX_ZEROS + 1) not in data:
+        return True
+    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    if data[-1:] != b"\n":
+        ends = np.append(ends, len(data))
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    return int((ends - starts).max()) <= max_line_bytes
 
 
 def _check_encoding(path: Path, encoding: str) -> None:

@@ -3,4 +3,4 @@ COPY (
     SELECT user_id, movie_id, rating, timestamp, $source AS source_file, line_number
     FROM staged
     WHERE reason IS NULL AND dropped IS NULL
-) TO $path (FORMAT parquet, COMPRESSION snappy);
+) TO $path (FORMAT parquet, COMPRESSION snappy, PARQUET_VERSION V2, DICTIONARY_SIZE_LIMIT 1);

@@ -1,0 +1,6 @@
+-- Write a clean ratings file (view `clean`: every line parsed, new, unique and valid) to one
+-- Parquet file ($path); same columns as write_ratings.sql.
+COPY (
+    SELECT user_id, movie_id, rating, timestamp, $source AS source_file, line_number
+    FROM clean
+) TO $path (FORMAT parquet, COMPRESSION snappy, PARQUET_VERSION V2, DICTIONARY_SIZE_LIMIT 1);

@@ -1,0 +1,229 @@
+"""The ratings fast path (Arrow CSV parse of clean files) gives what the exact path gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from flip_core.config import IngestConfig
+from flip_core.lake import ingest as ingest_module
+from flip_core.lake import ingest_raw_dir, lake_table_glob, read_quarantine
+from flip_core.lake.lines import parse_int_lines
+
+TYPES = {
+    "user_id": pa.int32(),
+    "movie_id": pa.int32(),
+    "rating": pa.int32(),
+    "timestamp": pa.int64(),
+}
+LENIENT = IngestConfig(max_bad_share=1.0)
+
+
+def _parse(data: bytes, max_line_bytes: int = 65_536) -> pa.Table | None:
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    return parse_int_lines(data, 11, lines, TYPES, max_line_bytes)
+
+
+def test_parse_int_lines_reads_plain_lines_with_consecutive_numbers() -> None:
+    table = _parse(b"1::2::3::978300760\n4::5::1::0\n7::8::5::42")
+    assert table is not None
+    assert table.schema.names == [*TYPES, "line_number"]
+    assert [table.schema.field(n).type for n in TYPES] == list(TYPES.values())
+    assert table.to_pylist() == [
+        {"user_id": 1, "movie_id": 2, "rating": 3, "timestamp": 978300760, "line_number": 11},
+        {"user_id": 4, "movie_id": 5, "rating": 1, "timestamp": 0, "line_number": 12},
+        {"user_id": 7, "movie_id": 8, "rating": 5, "timestamp": 42, "line_number": 13},
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"1::2::3::4\n\n5::6::7::8\n",  # blank line
+        b"\n1::2::3::4\n",  # blank first line
+        b"1::2::3::4\n5::6::7::8\n\n",  # blank last line
+        b"1::::2::3\n",  # empty field (still 7 ':'-separated parts)
+        b"::1::2::3\n",  # empty first field
+        b"1::2::3\n",  # 3 fields
+        b"1::2::3::4::5\n",  # 5 fields
+        b"1:2::3::4:5\n",  # single colons
+        b"1::2::3:4:\n",
+        b"1::2::3::-4\n",  # minus sign: exact path (pandera gives the reason)
+        b"1::2::3::4\r\n",  # CRLF
+        b"1,2,3,4\n",
+        b"3000000000::2::3::4\n",  # over int32
+        b"1::2::3::99999999999999999999\n",  # over int64
+        b"1::2\x00::3::4\n",
+        b"1::2::3::4 \n",
+        b'1::"2"::3::4\n',
+    ],
+)
+def test_parse_int_lines_refuses_anything_not_plain(bad: bytes) -> None:
+    assert _parse(bad) is None
+
+
+def test_parse_int_lines_refuses_lines_over_the_limit_even_if_they_parse() -> None:
+    padded = b"1::2::3::" + b"0" * 100 + b"4\n"
+    assert _parse(padded, max_line_bytes=100) is None
+    table = _parse(padded, max_line_bytes=200)
+    assert table is not None and table.column("timestamp").to_pylist() == [4]
+    # Short limits are checked line by line, without a run of zeros too.
+    assert _parse(b"123456::654321::5::978300760\n", max_line_bytes=64) is not None
+    assert _parse(b"123456::654321::5::978300760\n", max_line_bytes=20) is None
+
+
+def _raw(folder: Path, ratings: list[str], users: int = 50, movies: int = 80) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "users.dat").write_text(
+        "".join(f"{u}::{'MF'[u % 2]}::25::{u % 21}::{10000 + u}\n" for u in range(1, users + 1)),
+        encoding="latin-1",
+    )
+    (folder / "movies.dat").write_text(
+        "".join(f"{m}::Movie {m} (1999)::Drama|Comedy\n" for m in range(1, movies + 1)),
+        encoding="latin-1",
+    )
+    (folder / "ratings.dat").write_text("".join(f"{r}\n" for r in ratings), encoding="latin-1")
+    return folder
+
+
+def _ratings(n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    users, movies, stars = rng.integers(1, 51, n), rng.integers(1, 81, n), rng.integers(1, 6, n)
+    rows = zip(users, movies, stars, strict=True)
+    return [f"{u}::{m}::{r}::{978_300_000 + i}" for i, (u, m, r) in enumerate(rows)]
+
+
+def _lake(data_root: Path) -> list[tuple]:
+    with duckdb.connect() as con:
+        return con.execute(
+            "SELECT user_id, movie_id, rating, timestamp, source_file, line_number "
+            "FROM read_parquet(?) ORDER BY line_number",
+            [lake_table_glob(data_root, "ml1m", "ratings")],
+        ).fetchall()
+
+
+def _outcome(raw: Path, data_root: Path, config: IngestConfig) -> tuple:
+    result = ingest_raw_dir(raw, data_root, config, ingest_date="2026-01-01")
+    reports = [
+        (s.table, s.lines, s.kept, s.quarantined, s.duplicates, s.already_in_lake, s.blank_lines)
+        for s in result.sources
+    ]
+    quarantine = read_quarantine(data_root, "ml1m").to_dict("records")
+    return reports, result.messages, _lake(data_root), quarantine
+
+
+class _Spy:
+    """Records what the fast parse (parsed or not, per chunk) and the clean write returned."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.parsed: list[bool] = []
+        self.clean: list[bool] = []
+        parse, write_clean = ingest_module.parse_int_lines, ingest_module._Run._write_clean
+
+        def spy_parse(*args: Any) -> pa.Table | None:
+            table = parse(*args)
+            self.parsed.append(table is not None)
+            return table
+
+        def spy_clean(run: ingest_module._Run, *args: Any) -> bool:
+            self.clean.append(write_clean(run, *args))
+            return self.clean[-1]
+
+        monkeypatch.setattr(ingest_module, "parse_int_lines", spy_parse)
+        monkeypatch.setattr(ingest_module._Run, "_write_clean", spy_clean)
+
+
+def _both_paths(
+    monkeypatch: pytest.MonkeyPatch, raw: Path, tmp_path: Path, config: IngestConfig = LENIENT
+) -> tuple[tuple, tuple, _Spy]:
+    """(outcome with the fast path, outcome with the exact path only, what the fast path did)."""
+    spy = _Spy(monkeypatch)
+    fast = _outcome(raw, tmp_path / "fast", config)
+    monkeypatch.setattr(ingest_module, "_FAST_TYPES", {})
+    exact = _outcome(raw, tmp_path / "exact", config)
+    return fast, exact, spy
+
+
+def test_clean_file_takes_the_fast_path_and_matches_the_exact_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    raw = _raw(tmp_path / "raw", _ratings(3000))
+    fast, exact, spy = _both_paths(monkeypatch, raw, tmp_path)
+    assert (spy.parsed, spy.clean) == ([True], [True])
+    assert fast == exact
+    lake = fast[2]
+    assert len(lake) == 3000 and [r[5] for r in lake] == list(range(1, 3001))
+    # The lake file (Parquet v2 pages) reads back with pandas/pyarrow too, same types.
+    files = sorted((tmp_path / "fast").rglob("ratings/*/*.parquet"))
+    frame = pd.read_parquet(files[0])
+    assert frame.dtypes.astype(str).tolist()[:4] == ["int32", "int32", "int32", "int64"]
+    assert frame["line_number"].sort_values().tolist() == list(range(1, 3001))
+
+
+def test_one_bad_line_in_a_later_chunk_keeps_exact_line_numbers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lines = _ratings(70_000)  # about 1.6 MiB: two 1-MiB chunks
+    lines[60_000] = "7::8::9::1"  # rating out of range, in the second chunk
+    lines[65_000] = "7::8"  # wrong field count
+    lines.insert(55_000, "")  # a blank line shifts the numbers after it
+    raw = _raw(tmp_path / "raw", lines)
+    config = IngestConfig(max_bad_share=1.0, chunk_mib=1)
+    fast, exact, spy = _both_paths(monkeypatch, raw, tmp_path, config)
+    assert (spy.parsed, spy.clean) == ([True, False], [])  # one exact chunk: the file goes exact
+    assert fast == exact
+    quarantine = [(q["line_number"], q["reason"]) for q in fast[3]]
+    assert quarantine == [
+        (60_002, "rating: in_range(1, 5) failed (got 9)"),
+        (65_002, "expected 4 fields separated by '::', found 2"),
+    ]
+    numbers = [r[5] for r in fast[2]]
+    assert len(numbers) == 69_998 and 55_001 not in numbers and numbers[-1] == 70_001
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["duplicate", "conflict", "unknown_user", "bad_rating"],
+)
+def test_clean_parse_with_bad_values_falls_back_to_the_exact_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, change: str
+) -> None:
+    lines = _ratings(500)
+    if change == "duplicate":
+        lines.append(lines[10])
+    elif change == "conflict":
+        u, m, r, t = lines[10].split("::")
+        lines.append(f"{u}::{m}::{int(r) % 5 + 1}::{t}")
+    elif change == "unknown_user":
+        lines.append("999::1::3::1")
+    else:
+        lines.append("1::1::0::1")
+    raw = _raw(tmp_path / "raw", lines)
+    fast, exact, spy = _both_paths(monkeypatch, raw, tmp_path)
+    assert (spy.parsed, spy.clean) == ([True], [False])
+    assert fast == exact
+    assert sum(r[2] for r in fast[0] if r[0] == "ratings") == 500
+
+
+def test_rows_already_in_the_lake_fall_back_and_new_files_stay_fast(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lines = _ratings(400)
+    raw = _raw(tmp_path / "raw", lines[:300])
+    spy = _Spy(monkeypatch)
+    data_root = tmp_path / "data"
+    ingest_raw_dir(raw, data_root, LENIENT, ingest_date="2026-01-01")
+    (raw / "ratings-2.dat").write_text("\n".join(lines[300:]) + "\n", encoding="latin-1")
+    (raw / "ratings-3.dat").write_text("\n".join(lines[250:350]) + "\n", encoding="latin-1")
+    result = ingest_raw_dir(raw, data_root, LENIENT, ingest_date="2026-01-02")
+    assert spy.clean == [True, True, False]
+    day2 = {s.path.name: (s.kept, s.already_in_lake) for s in result.sources}
+    assert day2["ratings-2.dat"] == (100, 0)
+    assert day2["ratings-3.dat"] == (0, 100)
+    assert [r[5] for r in _lake(data_root) if r[4] == "ratings-2.dat"] == list(range(1, 101))
