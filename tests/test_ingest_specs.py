@@ -27,7 +27,6 @@ from flip_core.lake import (
     validate_spec_lake,
 )
 from flip_core.lake.validate import LakeValidationError
-from flows.cli import app
 from tests.conftest import REPO_ROOT
 
 LENIENT = IngestConfig(max_bad_share=1.0)
@@ -263,6 +262,7 @@ def test_validation_catches_a_duplicated_key_in_the_lake(tmp_path: Path) -> None
         ),
         ({"encoding": "utf-16"}, "encoding: 'utf-16' is not ASCII-compatible"),
         ({"files": ["../x/*.csv"]}, "files: '../x/*.csv' must be a glob relative"),
+        ({"delimiter": "::"}, "quote: quoted fields need a one-character delimiter"),
         ({"columns": [{"name": "s", "type": "float32"}]}, "columns[0] (s).type: Input should"),
     ],
 )
@@ -288,6 +288,8 @@ def test_unreadable_specs(tmp_path: Path) -> None:
 
 
 def test_example_spec_through_the_cli(tmp_path: Path) -> None:
+    from flows.cli import app  # imports torch: only here
+
     example = REPO_ROOT / "configs" / "specs" / "clicks.yaml"
     raw = _raw(
         tmp_path,
@@ -362,3 +364,18 @@ def test_ingest_tasks_follow_the_spec_in_the_config(tmp_path: Path) -> None:
     assert _dataset(config) == "shop"
     assert _ingest(config, inbox.raw_dir).added("clicks") == 4
     assert len(_lake(tmp_path / "d")) == 4
+
+
+def test_unreadable_parquet_and_a_changed_spec_fail_clearly(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, [HEADER, *GOOD])
+    data_root = tmp_path / "data"
+    ingest_spec_dir(raw, data_root, load_spec(_write_spec(tmp_path)), LENIENT)
+    narrower = load_spec(_write_spec(tmp_path, columns=SPEC["columns"][:4]))  # type: ignore[index]
+    with pytest.raises(IngestError, match=r"a spec with other columns needs a new dataset name"):
+        ingest_spec_dir(raw, data_root, narrower, LENIENT)
+    assert "columns [" in validate_spec_lake(data_root, narrower, strict=False).problems[0]
+
+    (raw / "broken.parquet").write_bytes(b"PAR1 not really")
+    spec = load_spec(_write_spec(tmp_path, name="broken", format="parquet", files=["*.parquet"]))
+    with pytest.raises(IngestError, match=r"broken.parquet: not a readable Parquet file"):
+        ingest_spec_dir(raw, data_root, spec, LENIENT)

@@ -41,6 +41,7 @@ from flip_core.lake.manifest import (
     load_manifest,
     quarantine_dir,
     remove_orphans,
+    table_files,
 )
 from flip_core.lake.schemas import failure_reasons
 from flip_core.lake.specs import LABEL, DatasetSpec, spec_schema
@@ -97,6 +98,7 @@ def ingest_spec_dir(
     with _lake_lock(root):
         manifest = load_manifest(root, spec.name)
         removed = remove_orphans(root, manifest)
+        check_lake_columns(root, spec)
         run = _SpecRun(root, quarantine_dir(data_root, spec.name), date, config, manifest, spec)
         try:
             for path in find_spec_sources(raw_dir, spec):
@@ -115,6 +117,25 @@ def ingest_spec_dir(
         table_rows={spec.table: manifest.rows(spec.table)},
         removed_orphans=removed,
     )
+
+
+def lake_columns(spec: DatasetSpec) -> list[str]:
+    """Columns of the spec's lake table, in order."""
+    return [*spec.column_names, LABEL, "source_file", "line_number"]
+
+
+def check_lake_columns(root: Path, spec: DatasetSpec) -> None:
+    """Raise `IngestError` when the lake table was written with other columns than `spec` has."""
+    files = table_files(root, spec.table)
+    if not files:
+        return
+    found = pq.read_schema(files[0]).names
+    if found != lake_columns(spec):
+        raise IngestError(
+            f"the lake table {root / spec.table} has columns {found}, the spec "
+            f"{spec.name!r} gives {lake_columns(spec)}; a spec with other columns needs a new "
+            "dataset name (or delete the lake and ingest again)"
+        )
 
 
 class _SpecRun(_Run):
@@ -210,9 +231,7 @@ class _SpecRun(_Run):
         spec = self.spec
         if spec.quote is None or spec.quote not in text:
             return text.split(spec.delimiter)
-        if len(spec.delimiter) == 1:
-            return next(csv.reader([text], delimiter=spec.delimiter, quotechar=spec.quote))
-        raise IngestError(f"quoted fields need a one-character delimiter, not {spec.delimiter!r}")
+        return next(csv.reader([text], delimiter=spec.delimiter, quotechar=spec.quote))
 
     def _spec_quoted(self, table: pa.Table) -> pa.Array:
         """Fields of the lines that contain the quote character (others: null, split in SQL)."""

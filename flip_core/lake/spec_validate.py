@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from flip_core.config import DuckDBConfig
 from flip_core.lake.duck import connect
 from flip_core.lake.manifest import lake_dir, load_manifest, table_files
 from flip_core.lake.schemas import failure_reasons
+from flip_core.lake.spec_ingest import lake_columns
 from flip_core.lake.specs import DatasetSpec, spec_schema
 from flip_core.lake.validate import LakeReport, LakeValidationError
 from flip_core.sql import load_sql
@@ -41,6 +44,8 @@ def validate_spec_lake(
             report.problems.append(f"{root / rel}: listed in the manifest but missing")
     if not files:
         report.problems.append(f"{table}: no Parquet files in {root / table}")
+    elif (found := pq.read_schema(files[0]).names) != lake_columns(spec):
+        report.problems.append(f"{table}: columns {found}, the spec gives {lake_columns(spec)}")
     else:
         _check_rows(spec, files, duckdb_config or DuckDBConfig(), report)
         if report.rows[table] != manifest.rows(table):

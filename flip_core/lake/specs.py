@@ -218,6 +218,11 @@ class DatasetSpec(_Strict):
         _check_label(by_name, self.label, names)
         if self.quote is not None and self.quote in self.delimiter:
             raise ValueError("quote and delimiter overlap")
+        if self.quote is not None and len(self.delimiter) > 1:
+            raise ValueError(
+                f"quote: quoted fields need a one-character delimiter, not {self.delimiter!r}; "
+                "set quote: null"
+            )
         return self
 
     @property
