@@ -89,13 +89,16 @@ def run_nightly(
         Path | None, typer.Option(help="Raw MovieLens folder; synthetic data when omitted.")
     ] = None,
 ) -> None:
-    """Run the nightly retraining flow once, locally (Prefect without a server)."""
+    """Run the nightly retraining flow once, locally (a temporary Prefect server that dies with
+    this command, unless PREFECT_API_URL points at one)."""
+    from flows.local_server import local_prefect_server
     from flows.nightly_retrain import nightly_retrain
 
     resolve_config(config, set_)  # fail fast, before Prefect starts
-    result = nightly_retrain(
-        config_file=config, data_root=data_root, raw_dir=raw_dir, overrides=set_
-    )
+    with local_prefect_server():
+        result = nightly_retrain(
+            config_file=config, data_root=data_root, raw_dir=raw_dir, overrides=set_
+        )
     for key, value in result.items():
         console.print(f"{key}: {value}", markup=False, highlight=False)
     if "mlflow_ui" in result:

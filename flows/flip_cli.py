@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from flip_core.config import ConfigError, FlipConfig, load_config
+
+if TYPE_CHECKING:
+    from flip_core.flip_stages import StageResult
+    from flip_core.training import TrainerCallback
+    from flip_core.training.events import StartStep
 
 console = Console(width=200)
 err_console = Console(stderr=True)
@@ -23,6 +30,14 @@ FeaturesOpt = Annotated[
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (model/ goes inside).")]
 ResumeOpt = Annotated[str | None, typer.Option(help="Resume: a checkpoint folder or 'latest'.")]
+SummaryOpt = Annotated[
+    Path | None,
+    typer.Option(help="Write a JSON summary (model, metrics, steps, world size) here (rank 0)."),
+]
+EventsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Record the trainer's callback events as JSON lines here (rank 0)."),
+]
 VARIANT_NAMES = ("flip", "flip_id", "flip_plm")
 
 
@@ -52,17 +67,20 @@ def pretrain_command(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     resume: ResumeOpt = None,
+    summary: SummaryOpt = None,
+    events: EventsOpt = None,
 ) -> None:
     """FLIP pretraining (MLM + MTM + ICL, each switchable with --set pretrain.<obj>=false)."""
     cfg = _load(config, set_)
     _check_features(features)
     from flip_core.flip_stages import run_pretraining
 
+    start = _start_step()
     try:
-        result = run_pretraining(cfg, features, out, resume=resume)
+        result = run_pretraining(cfg, features, out, _callbacks(start, events), resume=resume)
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc).splitlines()[0]) from None
-    _report(result.model_dir, result.metrics, result.train.global_step)
+    _finish(result, start, summary)
 
 
 def finetune_command(
@@ -76,6 +94,8 @@ def finetune_command(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     resume: ResumeOpt = None,
+    summary: SummaryOpt = None,
+    events: EventsOpt = None,
 ) -> None:
     """Finetune a variant for CTR from a pretraining output (or from scratch)."""
     if variant not in VARIANT_NAMES:
@@ -86,11 +106,59 @@ def finetune_command(
         raise _fail(f"{pretrained} is not a saved FLIP pretraining folder (no config.json)")
     from flip_core.flip_stages import run_finetuning
 
+    start = _start_step()
+    callbacks = _callbacks(start, events)
     try:
-        result = run_finetuning(cfg, features, out, variant, pretrained, resume=resume)  # type: ignore[arg-type]
+        result = run_finetuning(
+            cfg,
+            features,
+            out,
+            variant,  # type: ignore[arg-type]
+            pretrained,
+            callbacks,
+            resume=resume,
+        )
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc).splitlines()[0]) from None
-    _report(result.model_dir, result.metrics, result.train.global_step)
+    _finish(result, start, summary)
+
+
+def _start_step() -> StartStep:
+    from flip_core.training.events import StartStep
+
+    return StartStep(lambda text: console.print(text, markup=False, highlight=False))
+
+
+def _callbacks(start: TrainerCallback, events: Path | None) -> list[TrainerCallback]:
+    from flip_core.training.events import EventRecorder
+
+    if events is None:
+        return [start]
+    if os.environ.get("RANK", "0") == "0":  # before the process group exists
+        events.unlink(missing_ok=True)  # this run's events only
+    return [start, EventRecorder(events)]
+
+
+def _finish(result: StageResult, start: StartStep, summary: Path | None) -> None:
+    """Report on rank 0 (and write the summary), then leave the process group."""
+    from flip_core.training import distributed as ddp
+
+    if ddp.is_main_process():
+        _report(result.model_dir, result.metrics, result.train.global_step)
+        if summary is not None:
+            data = {
+                "model_dir": str(result.model_dir),
+                "metrics": result.metrics,
+                "global_step": result.train.global_step,
+                "start_step": start.step,
+                "world_size": ddp.world_size(),
+            }
+            summary.parent.mkdir(parents=True, exist_ok=True)
+            summary.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    if ddp.world_size() > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
 
 
 def _report(model_dir: Path, metrics: dict[str, float], steps: int) -> None:

@@ -22,6 +22,7 @@ from tasks.caching import work_dir
 from tasks.features import build_features, render_prompts
 from tasks.finetune import finetune
 from tasks.ingest import ingest_raw, validate_lake
+from tasks.launch import TorchrunLaunch
 from tasks.pretrain import pretrain
 from tasks.publish import publish_candidate
 from tasks.raw_data import prepare_raw_data
@@ -39,6 +40,9 @@ def nightly_retrain(
     plm: str | None = None,
     variants: list[Variant] | None = None,
     overrides: list[str] | None = None,
+    nproc_per_node: int = 1,
+    nnodes: int = 1,
+    rdzv_endpoint: str | None = None,
 ) -> dict[str, Any]:
     """Run every built stage of the pipeline on one configuration.
 
@@ -50,6 +54,10 @@ def nightly_retrain(
         plm: pretrained language model, hub name or local path (`plm.name`).
         variants: finetuning variants to train (`finetune.variants`).
         overrides: further `section.key=value` overrides, applied before the parameters above.
+        nproc_per_node: training processes per node; more than one (or several nodes) runs
+            pretrain and finetune under `torchrun` (DDP: gloo on CPU, nccl on GPU).
+        nnodes: nodes taking part in training (each other node runs the logged torchrun line).
+        rdzv_endpoint: `host:port` of the torchrun rendezvous, needed when nnodes > 1.
     """
     logger = get_run_logger()
     config = flow_config(
@@ -62,6 +70,9 @@ def nightly_retrain(
             "plm.name": plm,
             "finetune.variants": variants,
         },
+    )
+    launch = TorchrunLaunch(
+        nproc_per_node=nproc_per_node, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint
     )
     summary: dict[str, Any] = {}
 
@@ -90,8 +101,11 @@ def nightly_retrain(
         config,
         prompts.features_dir,
         work_dir(config, "pretrain", prompts, sections=pre_sections),
+        launch,
     )
-    summary.update(pretrained_dir=str(pretrained.model_dir))
+    summary.update(
+        pretrained_dir=str(pretrained.model_dir), pretrain_world_size=pretrained.world_size
+    )
 
     published = []
     for variant in config.finetune.variants:
@@ -108,8 +122,10 @@ def nightly_retrain(
             ),
             variant,
             pretrained.model_dir,
+            launch,
         )
         logger.info("%s: %s", variant, tuned.metrics)
+        summary.setdefault("finetune_world_size", {})[variant] = tuned.world_size
         published.append(
             publish_candidate(
                 config,

@@ -5,7 +5,9 @@
 
 - `fail-once`: the first attempt of the step in this process raises a transient `ConnectionError`
   (so the task's retry policy retries it);
-- `sleep=S`: the step waits S seconds before working (time to kill a run mid-step).
+- `sleep=S`: the step waits S seconds before working (time to kill a run mid-step);
+- `step-sleep=S`: a training step (in-process) waits S seconds after every optimizer step, so a
+  run can be killed between two checkpoints (`fault_callbacks`).
 
 Unset (the default), every call is a no-op. Ops use it to rehearse the failure runbook in
 docs/operations.md; tests use it to prove retries and resumption on a real Prefect server.
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import os
 import time
+
+from flip_core.training.callbacks import TrainerCallback, TrainerState
 
 FAULTS_ENV = "FLIP_FAULTS"
 _failed_once: set[str] = set()
@@ -27,8 +31,10 @@ def parse_faults(text: str) -> dict[str, list[str]]:
         step, sep, action = item.partition(":")
         if not sep or not action:
             raise ValueError(f"{FAULTS_ENV}: expected step:action, got {item!r}")
-        if action != "fail-once" and not action.startswith("sleep="):
-            raise ValueError(f"{FAULTS_ENV}: unknown action {action!r} (fail-once, sleep=S)")
+        if action != "fail-once" and not action.startswith(("sleep=", "step-sleep=")):
+            raise ValueError(
+                f"{FAULTS_ENV}: unknown action {action!r} (fail-once, sleep=S, step-sleep=S)"
+            )
         faults.setdefault(step, []).append(action)
     return faults
 
@@ -38,6 +44,27 @@ def inject_faults(step: str) -> None:
     for action in parse_faults(os.environ.get(FAULTS_ENV, "")).get(step, []):
         if action.startswith("sleep="):
             time.sleep(float(action.removeprefix("sleep=")))
-        elif step not in _failed_once:
+        elif action == "fail-once" and step not in _failed_once:
             _failed_once.add(step)
             raise ConnectionError(f"injected transient failure in {step} ({FAULTS_ENV})")
+
+
+class StepSleep(TrainerCallback):
+    """Waits `seconds` after every optimizer step (the `step-sleep=S` fault)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_step(self, state: TrainerState, logs: dict[str, float]) -> None:
+        """Slow the training down."""
+        time.sleep(self.seconds)
+
+
+def fault_callbacks(step: str) -> list[TrainerCallback]:
+    """Trainer callbacks for the `step-sleep` faults of `step` (empty when unset)."""
+    actions = parse_faults(os.environ.get(FAULTS_ENV, "")).get(step, [])
+    return [
+        StepSleep(float(a.removeprefix("step-sleep=")))
+        for a in actions
+        if a.startswith("step-sleep=")
+    ]

@@ -13,7 +13,8 @@ from flip_core.flip_stages import run_finetuning
 from flip_core.hashing import tree_sha256
 from flip_core.models.flip import Variant
 from tasks.caching import content_cache
-from tasks.faults import inject_faults
+from tasks.faults import fault_callbacks, inject_faults
+from tasks.launch import TorchrunLaunch, train_stage
 from tasks.tracking import tracked_stage
 
 
@@ -24,13 +25,21 @@ class FinetuneManifest(BaseModel):
     model_dir: Path
     content_hash: str
     metrics: dict[str, float]
+    global_step: int = 0
+    world_size: int = 1
 
 
 @task(
     name="finetune",
     timeout_seconds=12 * 3600,
     **content_cache(
-        "features", "plm", "id_model", "training", "pretrain", "finetune", exclude=("output_dir",)
+        "features",
+        "plm",
+        "id_model",
+        "training",
+        "pretrain",
+        "finetune",
+        exclude=("output_dir", "launch"),
     ),
 )
 def finetune(
@@ -39,14 +48,18 @@ def finetune(
     output_dir: Path,
     variant: Variant,
     pretrained_dir: Path | None = None,
+    launch: TorchrunLaunch | None = None,
 ) -> FinetuneManifest:
     """Finetune `variant` from `pretrained_dir` (None: from-scratch baseline).
+
+    `launch`: in-process (default) or under torchrun (see `tasks.launch`); either resumes from
+    the latest checkpoint in `output_dir`.
 
     Logged as the MLflow run `finetune-<variant>`: loss/AUC histories and, for `flip`, the
     fusion weight a over time.
     """
     inject_faults("finetune")
-    resume = "latest" if (output_dir / "checkpoints").is_dir() else None
+    logger = get_run_logger()
     manifest = {
         "features_dir": str(features_dir),
         "output_dir": str(output_dir),
@@ -55,19 +68,38 @@ def finetune(
     }
     with tracked_stage(config, f"finetune-{variant}", manifest) as (run, callback):
         run.set_tags({"variant": variant})
-        result = run_finetuning(
+        pretrained_args = ["--pretrained", str(pretrained_dir)] if pretrained_dir else []
+        result = train_stage(
+            "finetune",
             config,
-            features_dir,
             output_dir,
-            variant,
-            pretrained_dir,
-            callbacks=[callback],
-            resume=resume,
+            lambda callbacks, resume: run_finetuning(
+                config,
+                features_dir,
+                output_dir,
+                variant,
+                pretrained_dir,
+                callbacks=[*callbacks, *fault_callbacks("finetune")],
+                resume=resume,
+            ),
+            ["finetune", "--features", str(features_dir), "--variant", variant, *pretrained_args],
+            [callback],
+            launch,
+            logger.info,
         )
-    get_run_logger().info("%s: %s", variant, result.metrics)
+        run.set_tags({"flip.world_size": result.world_size})
+    logger.info(
+        "%s: finetuned %d steps on %d process(es): %s",
+        variant,
+        result.global_step,
+        result.world_size,
+        result.metrics,
+    )
     return FinetuneManifest(
         variant=variant,
         model_dir=result.model_dir,
         content_hash=tree_sha256(result.model_dir),
         metrics=result.metrics,
+        global_step=result.global_step,
+        world_size=result.world_size,
     )

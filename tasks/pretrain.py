@@ -12,6 +12,7 @@ from flip_core.config import FlipConfig
 from flip_core.flip_stages import run_pretraining
 from flip_core.hashing import tree_sha256
 from tasks.caching import content_cache
+from tasks.launch import TorchrunLaunch, train_stage
 from tasks.tracking import tracked_stage
 
 
@@ -21,27 +22,54 @@ class PretrainManifest(BaseModel):
     model_dir: Path
     content_hash: str
     metrics: dict[str, float]
+    global_step: int = 0
+    world_size: int = 1
 
 
 @task(
     name="pretrain",
     timeout_seconds=12 * 3600,
-    **content_cache("features", "plm", "id_model", "training", "pretrain", exclude=("output_dir",)),
+    **content_cache(
+        "features", "plm", "id_model", "training", "pretrain", exclude=("output_dir", "launch")
+    ),
 )
-def pretrain(config: FlipConfig, features_dir: Path, output_dir: Path) -> PretrainManifest:
+def pretrain(
+    config: FlipConfig,
+    features_dir: Path,
+    output_dir: Path,
+    launch: TorchrunLaunch | None = None,
+) -> PretrainManifest:
     """Pretrain ID model + PLM (MLM/MTM/ICL as configured); resume from the latest checkpoint.
 
-    Logged as the MLflow run `pretrain`: per-objective loss/accuracy histories and curves.
+    `launch`: in-process (default) or under torchrun (see `tasks.launch`). Logged as the MLflow
+    run `pretrain`: per-objective loss/accuracy histories and curves.
     """
-    resume = "latest" if (output_dir / "checkpoints").is_dir() else None
+    logger = get_run_logger()
     manifest = {"features_dir": str(features_dir), "output_dir": str(output_dir)}
-    with tracked_stage(config, "pretrain", manifest) as (_, callback):
-        result = run_pretraining(
-            config, features_dir, output_dir, callbacks=[callback], resume=resume
+    with tracked_stage(config, "pretrain", manifest) as (run, callback):
+        result = train_stage(
+            "pretrain",
+            config,
+            output_dir,
+            lambda callbacks, resume: run_pretraining(
+                config, features_dir, output_dir, callbacks=callbacks, resume=resume
+            ),
+            ["pretrain", "--features", str(features_dir)],
+            [callback],
+            launch,
+            logger.info,
         )
-    get_run_logger().info("pretrained %d steps -> %s", result.train.global_step, result.model_dir)
+        run.set_tags({"flip.world_size": result.world_size})
+    logger.info(
+        "pretrained %d steps on %d process(es) -> %s",
+        result.global_step,
+        result.world_size,
+        result.model_dir,
+    )
     return PretrainManifest(
         model_dir=result.model_dir,
         content_hash=tree_sha256(result.model_dir),
         metrics=result.metrics,
+        global_step=result.global_step,
+        world_size=result.world_size,
     )

@@ -15,7 +15,7 @@ from flip_core.data.synth import write_synthetic_movielens
 from flows.params import flow_config
 from tasks.artifacts import metrics_markdown, mlflow_ui_link, validation_markdown
 from tasks.caching import cache_key, code_version, work_dir
-from tasks.faults import inject_faults, parse_faults
+from tasks.faults import fault_callbacks, inject_faults, parse_faults
 from tasks.locks import lake_lock, lake_lock_file, registry_lock_file
 from tasks.raw_data import RawDataManifest, prepare_raw_data
 
@@ -124,6 +124,18 @@ def test_parse_faults_and_fail_once(monkeypatch: pytest.MonkeyPatch):
         inject_faults("s")
     inject_faults("s")  # second attempt passes
     inject_faults("other")
+
+
+def test_step_sleep_fault_slows_every_training_step(monkeypatch: pytest.MonkeyPatch):
+    from flip_core.training import TrainerState
+
+    monkeypatch.setenv("FLIP_FAULTS", "finetune:step-sleep=0.2,finetune:sleep=0")
+    assert fault_callbacks("pretrain") == []
+    (slow,) = fault_callbacks("finetune")
+    started = time.monotonic()
+    slow.on_step(TrainerState(step=1), {})
+    assert time.monotonic() - started >= 0.2
+    inject_faults("finetune")  # step-sleep does nothing outside the trainer; sleep=0 passes
 
 
 _HOLD = """

@@ -413,7 +413,9 @@ class Trainer:
             runner = torch.compile(runner)  # type: ignore[assignment]
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            runner = DistributedDataParallel(runner, device_ids=ids)
+            # Some parameters can get no gradient in a step on one rank (seen with FLIP
+            # pretraining under torchrun): DDP must not wait for their gradients.
+            runner = DistributedDataParallel(runner, device_ids=ids, find_unused_parameters=True)
         return runner
 
     def _make_optimizer(self) -> torch.optim.Optimizer:

@@ -1,0 +1,80 @@
+"""`flip run`'s temporary Prefect server dies with it, even when `flip run` is SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tasks.child_process import shim_env
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 240
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_killed_flip_run_takes_its_prefect_server_down(tmp_path: Path):
+    env = {k: v for k, v in shim_env().items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        FLIP_FAULTS="prepare-raw-data:sleep=600",  # the flow waits in its first step
+    )
+    cmd = [
+        sys.executable, "-m", "flows.cli", "run", "--data-root", str(tmp_path / "data"),
+        "--set", f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    ]  # fmt: skip
+    log = (tmp_path / "flip-run.log").open("wb")
+    flip = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = None
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while server is None and time.monotonic() < deadline:
+            assert flip.poll() is None, (tmp_path / "flip-run.log").read_text()[-3000:]
+            servers = [p for p in _children(flip.pid) if "uvicorn" in _cmdline(p)]
+            server = servers[0] if servers else None
+            time.sleep(0.5)
+        assert server is not None, "flip run started no Prefect server"
+        assert "--host 127.0.0.1" in _cmdline(server)
+        flip.send_signal(signal.SIGKILL)
+        flip.wait()
+        deadline = time.monotonic() + 30
+        while _alive(server) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(server), "the Prefect server outlived the killed flip run"
+    finally:
+        flip.kill()
+        flip.wait()
+        log.close()
+        if server is not None and _alive(server):
+            os.kill(server, signal.SIGKILL)
