@@ -16,6 +16,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 
+from flip_core.config import FlipConfig
 from flows.params import flow_config
 from tasks.artifacts import mlflow_ui_link
 from tasks.caching import work_dir
@@ -26,6 +27,7 @@ from tasks.launch import TorchrunLaunch
 from tasks.pretrain import pretrain
 from tasks.publish import publish_candidate
 from tasks.raw_data import prepare_raw_data
+from tasks.tracking import TrackedRun, flow_parent_run
 
 Variant = Literal["flip", "flip_id", "flip_plm"]
 FLOW_TIMEOUT_S = 20 * 3600  # a night's run must end before the next night's starts
@@ -59,7 +61,6 @@ def nightly_retrain(
         nnodes: nodes taking part in training (each other node runs the logged torchrun line).
         rdzv_endpoint: `host:port` of the torchrun rendezvous, needed when nnodes > 1.
     """
-    logger = get_run_logger()
     config = flow_config(
         config_file,
         overrides,
@@ -74,6 +75,13 @@ def nightly_retrain(
     launch = TorchrunLaunch(
         nproc_per_node=nproc_per_node, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint
     )
+    with flow_parent_run(config, "nightly") as parent:
+        return _stages(config, parent, launch)
+
+
+def _stages(config: FlipConfig, parent: TrackedRun, launch: TorchrunLaunch) -> dict[str, Any]:
+    """The stages in order, under the flow's parent MLflow run; returns the summary."""
+    logger = get_run_logger()
     summary: dict[str, Any] = {}
 
     raw = prepare_raw_data(config)
@@ -94,6 +102,7 @@ def nightly_retrain(
     features = build_features(config, lake.lake_dir)
     prompts = render_prompts(config, features)
     summary.update(features_dir=str(prompts.features_dir), features_hash=prompts.content_hash)
+    parent.set_tags({"data_hash": prompts.content_hash, "protocol": prompts.protocol})
 
     # Pretraining is reused (a cache hit) while data, config and code are unchanged.
     pre_sections = ("features", "plm", "id_model", "training", "pretrain")
@@ -125,6 +134,7 @@ def nightly_retrain(
             launch,
         )
         logger.info("%s: %s", variant, tuned.metrics)
+        parent.log_metrics({f"{variant}/{k}": v for k, v in tuned.metrics.items()})
         summary.setdefault("finetune_world_size", {})[variant] = tuned.world_size
         published.append(
             publish_candidate(
@@ -141,10 +151,12 @@ def nightly_retrain(
         models={p.version: ("champion" if p.champion else "challenger") for p in published},
         gate={p.version: p.reason for p in published},
         mlflow_runs={p.version: mlflow_ui_link(uri, p.experiment_id, p.run_id) for p in published},
+        mlflow_parent_run=mlflow_ui_link(uri, parent.experiment_id, parent.run_id),
         mlflow_ui=f"mlflow ui --backend-store-uri {uri} --port 5000",
         registered_model=f"models:/{config.mlflow.registered_model}@champion",
     )
 
+    parent.log_dict(summary, "summary.json")
     _publish_summary(summary)
     return summary
 

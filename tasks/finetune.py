@@ -9,13 +9,13 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from flip_core.config import FlipConfig
-from flip_core.flip_stages import run_finetuning
+from flip_core.flip_stages import PREDICTIONS_DIR, run_finetuning
 from flip_core.hashing import tree_sha256
 from flip_core.models.flip import Variant
 from tasks.caching import content_cache
 from tasks.faults import fault_callbacks, inject_faults
 from tasks.launch import TorchrunLaunch, train_stage
-from tasks.tracking import tracked_stage
+from tasks.tracking import log_predictions, tracked_stage
 
 
 class FinetuneManifest(BaseModel):
@@ -55,8 +55,9 @@ def finetune(
     `launch`: in-process (default) or under torchrun (see `tasks.launch`); either resumes from
     the latest checkpoint in `output_dir`.
 
-    Logged as the MLflow run `finetune-<variant>`: loss/AUC histories and, for `flip`, the
-    fusion weight a over time.
+    Logged as the MLflow run `finetune-<variant>`: loss/AUC histories, for `flip` the fusion
+    weight a over time, and the selected model's valid/test metrics (overall, warm and cold
+    users) with ROC and calibration plots, read from its per-row predictions.
     """
     inject_faults("finetune")
     logger = get_run_logger()
@@ -88,6 +89,7 @@ def finetune(
             logger.info,
         )
         run.set_tags({"flip.world_size": result.world_size})
+        log_predictions(run, output_dir / PREDICTIONS_DIR)
     logger.info(
         "%s: finetuned %d steps on %d process(es): %s",
         variant,

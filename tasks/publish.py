@@ -1,9 +1,10 @@
 """Task `publish-model`: track a finetuned model in MLflow, register it, gate it, show the result.
 
-Opens an MLflow run (tagged with the Prefect flow-run id), logs the resolved config and the
-model's metrics, registers the model through `tasks.registry.publish_model` under the registry
-lock, and publishes the `metrics-vs-champion` and `mlflow-run` artifacts. Cached on the model's
-content hash: a rerun on unchanged data registers nothing and moves no alias.
+Opens an MLflow run `publish-<variant>` (tagged with the Prefect flow-run id; a child of the
+flow's parent run), logs the resolved config and the model's metrics, registers the model
+through `tasks.registry.publish_model` under the registry lock, and publishes the
+`metrics-vs-champion` and `mlflow-run` artifacts. Cached on the model's content hash: a rerun
+on unchanged data registers nothing and moves no alias.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def publish_candidate(
         if before is not None
         else None
     )
-    with tracked_run(config, run_name=f"nightly-{variant}", tags={"variant": variant}) as run:
+    with tracked_run(config, run_name=f"publish-{variant}", tags={"variant": variant}) as run:
         log_config(run, config)
         run.log_metrics(metrics)
         with registry_lock(config):

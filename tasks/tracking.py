@@ -4,7 +4,9 @@ Everything goes through `MlflowClient` with an explicit run id (Prefect runs tas
 threads; MLflow's fluent "active run" is per thread). A run records the pid, host and process
 start time of its owner; at every start, RUNNING runs whose owner is gone are marked KILLED, so a
 SIGKILLed process never leaves a run RUNNING for long. A retried flow (same Prefect flow-run id
-and run name) resumes its run instead of opening a new one.
+and run name) resumes its run instead of opening a new one. A flow opens one parent run
+(`flow_parent_run`); every run opened later under the same flow-run id is created as its child
+(tag `mlflow.parentRunId`, shown as a tree in the MLflow UI).
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from typing import Any
 
 import mlflow
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from mlflow.entities import Run, RunStatus
 from mlflow.tracking import MlflowClient
 
 from flip_core import plots
 from flip_core.config import FlipConfig, MLflowConfig
+from flip_core.metrics import split_metrics
 from flip_core.model_card import ModelCardInfo, render_model_card
 from flip_core.training.callbacks import TrainerCallback, TrainerState
 
@@ -41,6 +45,10 @@ TAG_HOST = "flip.host"
 TAG_PROC_START = "flip.proc_start"
 TAG_ATTEMPTS = "flip.attempts"
 TAG_REPAIRED = "flip.repaired"
+TAG_ROLE = "flip.role"
+TAG_PARENT = "mlflow.parentRunId"
+ROLE_PARENT = "flow-parent"
+EVALUATION_SPLITS = ("valid", "test")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _MAX_PARAM_LEN = 6000
 
@@ -135,6 +143,18 @@ def _resumable_run(
     return runs[0] if runs else None
 
 
+def flow_parent_run_id(client: MlflowClient, experiment_id: str, flow_run_id: str) -> str | None:
+    """The id of the parent run opened by flow run `flow_run_id` (`flow_parent_run`), if any."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{TAG_FLOW_RUN}` = '{_quote(flow_run_id)}' "
+        f"and tags.`{TAG_ROLE}` = '{ROLE_PARENT}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
@@ -146,6 +166,7 @@ class TrackedRun:
     client: MlflowClient
     run_id: str
     resumed: bool = False
+    experiment_id: str = ""
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values stringified, long ones truncated); existing equal keys are kept."""
@@ -260,7 +281,8 @@ def tracked_run(
     """Open (or resume) a run; close it FINISHED, FAILED on error, KILLED on SIGTERM/Ctrl-C.
 
     Stale RUNNING runs in the experiment are repaired first. With a Prefect flow-run id (given
-    or read from the Prefect runtime), a run with the same id and name is resumed.
+    or read from the Prefect runtime), a run with the same id and name is resumed, and a new run
+    becomes a child of that flow run's parent run (`flow_parent_run`) when there is one.
     """
     client, experiment_id = configure(config.mlflow)
     repair_stale_runs(client, experiment_id, config.mlflow.stale_after_hours)
@@ -271,12 +293,10 @@ def tracked_run(
         attempts = int(previous.data.tags.get(TAG_ATTEMPTS, "1")) + 1
         client.update_run(run_id, status="RUNNING")
     else:
-        start_tags = {TAG_FLOW_RUN: flow_run_id} if flow_run_id else {}
-        run_id = client.create_run(
-            experiment_id, run_name=run_name, tags={**start_tags, **(tags or {})}
-        ).info.run_id
+        start_tags = _start_tags(client, experiment_id, flow_run_id, tags or {})
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=start_tags).info.run_id
         attempts = 1
-    run = TrackedRun(client, run_id, resumed=previous is not None)
+    run = TrackedRun(client, run_id, resumed=previous is not None, experiment_id=experiment_id)
     pid = os.getpid()
     run.set_tags(
         {
@@ -297,6 +317,49 @@ def tracked_run(
             client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
             raise
         client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _start_tags(
+    client: MlflowClient, experiment_id: str, flow_run_id: str | None, tags: Mapping[str, str]
+) -> dict[str, str]:
+    """A new run's tags: the flow-run id and, for a stage run, its flow's parent run."""
+    if not flow_run_id:
+        return dict(tags)
+    start = {TAG_FLOW_RUN: flow_run_id, **tags}
+    if tags.get(TAG_ROLE) != ROLE_PARENT:
+        parent = flow_parent_run_id(client, experiment_id, flow_run_id)
+        if parent is not None:
+            start[TAG_PARENT] = parent
+    return start
+
+
+@contextmanager
+def flow_parent_run(
+    config: FlipConfig, prefix: str, tags: Mapping[str, str] | None = None
+) -> Iterator[TrackedRun]:
+    """The parent run of the current Prefect flow run, named `<prefix>-<flow run name>`.
+
+    Opened by the flow before its tasks, with the resolved config and system info: every run a
+    task opens under the same flow-run id nests under it. A retried flow run resumes it; it
+    ends FINISHED when the flow body succeeds, FAILED when it raises, KILLED on SIGTERM/Ctrl-C
+    (as `tracked_run`).
+    """
+    flow_run_id = current_flow_run_id()
+    name = f"{prefix}-{_flow_run_name() or time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    role = {TAG_ROLE: ROLE_PARENT, **(tags or {})}
+    with tracked_run(config, name, flow_run_id, tags=role) as run:
+        log_config(run, config)
+        log_system_info(run)
+        yield run
+
+
+def _flow_run_name() -> str | None:
+    try:
+        from prefect.runtime import flow_run
+    except ImportError:  # pragma: no cover - prefect is a dependency
+        return None
+    name = flow_run.get_name()
+    return str(name) if name else None
 
 
 @contextmanager
@@ -342,22 +405,46 @@ def log_manifest(run: TrackedRun, manifest: Mapping[str, Any], name: str = "data
 
 
 def log_evaluation(
-    run: TrackedRun, split: str, labels: np.ndarray, probs: np.ndarray
+    run: TrackedRun,
+    split: str,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    cold: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """AUC/logloss of one split as metrics, plus its ROC curve and reliability plot."""
-    from sklearn.metrics import log_loss, roc_auc_score
-
+    """AUC/logloss of one split as metrics (with a `cold` row mask, also on warm and cold
+    rows), plus its ROC curve (`plots/roc_<split>.png`) and reliability plot
+    (`plots/calibration_<split>.png`)."""
     labels = np.asarray(labels, dtype=np.float64)
-    probs = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
-    metrics = {f"{split}_logloss": float(log_loss(labels, probs, labels=[0, 1]))}
+    probs = np.asarray(probs, dtype=np.float64)
+    metrics = split_metrics(split, labels, probs, cold)
     if 0 < labels.sum() < len(labels):
-        metrics[f"{split}_auc"] = float(roc_auc_score(labels, probs))
         run.log_figure(plots.roc_figure(labels, probs, f"ROC ({split})"), f"plots/roc_{split}.png")
     run.log_figure(
         plots.reliability_figure(labels, probs, title=f"Calibration ({split})"),
         f"plots/calibration_{split}.png",
     )
     run.log_metrics(metrics)
+    return metrics
+
+
+def log_predictions(
+    run: TrackedRun, predictions_dir: Path, splits: tuple[str, ...] = EVALUATION_SPLITS
+) -> dict[str, float]:
+    """`log_evaluation` for each `<split>.parquet` of a finetuning's per-row predictions
+    (`label`, `prob`, `user_cold`; see `flip_core.flip_stages.write_predictions`)."""
+    metrics: dict[str, float] = {}
+    for split in splits:
+        path = predictions_dir / f"{split}.parquet"
+        if not path.is_file():
+            continue
+        table = pq.read_table(path, columns=["label", "prob", "user_cold"])
+        metrics |= log_evaluation(
+            run,
+            split,
+            table.column("label").to_numpy(),
+            table.column("prob").to_numpy(),
+            table.column("user_cold").to_numpy(zero_copy_only=False),
+        )
     return metrics
 
 
@@ -468,24 +555,3 @@ def tracked_stage(
             log_manifest(run, manifest)
         yield run, MLflowCallback(run, model=model)
         log_training_curves(run)
-
-
-def log_id_model_evaluation(
-    run: TrackedRun,
-    model_dir: Path,
-    features_dir: Path,
-    splits: tuple[str, ...] = ("valid", "test"),
-    batch_size: int = 8192,
-) -> dict[str, float]:
-    """Score the built splits with an ID-only model (FLIP_ID / ID backbone): metrics + plots."""
-    from flip_core.data.dataset import FeatureDataset
-    from flip_core.scoring import RawRowScorer
-
-    scorer = RawRowScorer.from_pretrained(model_dir, batch_size=batch_size)
-    metrics: dict[str, float] = {}
-    for split in splits:
-        path = features_dir / f"{split}.parquet"
-        if path.is_file():
-            data = FeatureDataset(path, with_text=False)
-            metrics |= log_evaluation(run, split, data.labels, scorer.predict_ids(data.field_ids))
-    return metrics

@@ -180,9 +180,11 @@ def _write_split(path: Path, fmap: FeatureMap, frame: pd.DataFrame) -> None:
 def test_trainer_logs_to_a_tracked_stage(
     mlflow_server: str, models: list[TrainedModel], rows: pd.DataFrame, tmp_path: Path
 ) -> None:
-    """The real trainer with `MLflowCallback`: curves per objective, ROC/calibration, card."""
+    """The real trainer with `MLflowCallback`: curves per objective, ROC/calibration from the
+    per-row predictions finetuning writes, card."""
     from flip_core.data.collate import FlipCollate
     from flip_core.data.dataset import FeatureDataset
+    from flip_core.flip_stages import write_predictions
     from flip_core.model_card import ModelCardInfo
     from flip_core.models.flip import FlipForCTR
     from flip_core.training import Trainer
@@ -213,8 +215,12 @@ def test_trainer_logs_to_a_tracked_stage(
             callbacks=[callback],
         )
         trainer.train()
-        model.save_pretrained(tmp_path / "model", feature_map=trained.model_dir)
-        metrics = tracking.log_id_model_evaluation(run, tmp_path / "model", tmp_path)
+        scored = {
+            s: FeatureDataset(tmp_path / f"{s}.parquet", with_text=False) for s in ("valid", "test")
+        }
+        user_column = fmap.field_names.index("user_id")
+        expected = write_predictions(trainer, scored, user_column, tmp_path / "predictions")
+        metrics = tracking.log_predictions(run, tmp_path / "predictions")
         tracking.log_model_card(
             run, ModelCardInfo("flip", "flip_id", "p1", "h", tracking.code_version(), metrics)
         )
@@ -224,6 +230,12 @@ def test_trainer_logs_to_a_tracked_stage(
     assert len(client.get_metric_history(run.run_id, "train/loss")) >= 2
     assert len(client.get_metric_history(run.run_id, "valid/auc")) >= 2
     assert {"valid_auc", "valid_logloss", "test_auc", "test_logloss"} <= set(metrics)
+    finite = {k: v for k, v in expected.items() if np.isfinite(v)}  # NaN AUC: one class only
+    assert {"valid_auc", "test_auc", "valid_warm_rows"} <= set(finite)
+    for key, value in finite.items():  # the same numbers the finetuning stage reports
+        assert metrics[key] == pytest.approx(value, rel=1e-9), key
+        assert data.data.metrics[key] == pytest.approx(value, rel=1e-9), key
+    assert metrics["valid_warm_rows"] + metrics["valid_cold_rows"] == len(splits["valid"])
     plots = {f.path for f in client.list_artifacts(run.run_id, "plots")}
     assert {"plots/curve_loss.png", "plots/curve_auc.png", "plots/roc_test.png"} <= plots
     assert "plots/calibration_valid.png" in plots

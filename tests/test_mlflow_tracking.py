@@ -181,3 +181,65 @@ def test_retried_prefect_flow_resumes_its_run(prefect_api: None, mlflow_server: 
     assert run.info.status == "FINISHED"
     assert len(run.data.tags[tracking.TAG_FLOW_RUN]) == 36  # a Prefect flow-run UUID
     assert run.data.tags[tracking.TAG_ATTEMPTS] == "2"
+
+
+def test_flow_parent_run_nests_children_fails_and_resumes_on_retry(
+    prefect_api: None, mlflow_server: str
+) -> None:
+    """A flow's parent run: stage runs nest under it; a failed attempt leaves it FAILED; the
+    retry resumes it and its children; it ends FINISHED."""
+    from prefect import flow
+
+    cfg = _config(mlflow_server)
+    client = MlflowClient(mlflow_server)
+    statuses: list[list[str]] = []
+    parents: list[str] = []
+
+    @flow(name="parent-child", retries=1, retry_delay_seconds=0)
+    def nightly() -> tuple[str, str]:
+        _, experiment_id = tracking.configure(cfg.mlflow)
+        statuses.append(sorted(r.info.status for r in client.search_runs([experiment_id])))
+        with tracking.flow_parent_run(cfg, "nightly", {"data_hash": "h1"}) as parent:
+            parents.append(parent.run_id)
+            with tracking.tracked_run(cfg, "pretrain") as child:
+                if len(parents) == 1:
+                    raise RuntimeError("transient failure")
+            return parent.run_id, child.run_id
+
+    parent_id, child_id = nightly()
+    assert statuses == [[], ["FAILED", "FAILED"]]  # the first attempt failed parent and child
+    assert parents == [parent_id, parent_id]
+    parent = client.get_run(parent_id)
+    child = client.get_run(child_id)
+    assert parent.info.status == "FINISHED" and child.info.status == "FINISHED"
+    assert parent.info.run_name.startswith("nightly-")
+    assert parent.data.tags[tracking.TAG_ROLE] == tracking.ROLE_PARENT
+    assert parent.data.tags["data_hash"] == "h1"
+    assert parent.data.tags[tracking.TAG_ATTEMPTS] == "2"
+    assert tracking.TAG_PARENT not in parent.data.tags
+    assert parent.data.params["training.batch_size"] == str(cfg.training.batch_size)
+    assert child.data.tags[tracking.TAG_PARENT] == parent_id
+    assert child.data.tags[tracking.TAG_ATTEMPTS] == "2"  # the retry resumed the child too
+    flow_run = parent.data.tags[tracking.TAG_FLOW_RUN]
+    assert child.data.tags[tracking.TAG_FLOW_RUN] == flow_run
+    experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
+    assert experiment is not None
+    assert len(client.search_runs([experiment.experiment_id])) == 2
+
+
+def test_flow_parent_run_fails_with_its_flow(prefect_api: None, mlflow_server: str) -> None:
+    from prefect import flow
+
+    cfg = _config(mlflow_server)
+    client = MlflowClient(mlflow_server)
+    opened: list[str] = []
+
+    @flow(name="failing-parent")
+    def failing() -> None:
+        with tracking.flow_parent_run(cfg, "nightly") as parent:
+            opened.append(parent.run_id)
+            raise ValueError("bad input")
+
+    with pytest.raises(ValueError, match="bad input"):
+        failing()
+    assert client.get_run(opened[0]).info.status == "FAILED"
