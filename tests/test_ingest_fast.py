@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,8 @@ import pyarrow as pa
 import pytest
 
 from flip_core.config import IngestConfig
+from flip_core.lake import IngestError, ingest_raw_dir, lake_table_glob, read_quarantine
 from flip_core.lake import ingest as ingest_module
-from flip_core.lake import ingest_raw_dir, lake_table_glob, read_quarantine
 from flip_core.lake.lines import parse_int_lines
 
 TYPES = {
@@ -227,3 +229,38 @@ def test_rows_already_in_the_lake_fall_back_and_new_files_stay_fast(
     assert day2["ratings-2.dat"] == (100, 0)
     assert day2["ratings-3.dat"] == (0, 100)
     assert [r[5] for r in _lake(data_root) if r[4] == "ratings-2.dat"] == list(range(1, 101))
+
+
+def test_same_ratings_twice_in_one_run_is_read_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    raw = _raw(tmp_path / "raw", _ratings(200))
+    (raw / "ratings-copy.dat").write_bytes((raw / "ratings.dat").read_bytes())
+    spy = _Spy(monkeypatch)
+    result = ingest_raw_dir(raw, tmp_path / "data", LENIENT)
+    assert [(s.path.name, s.status) for s in result.sources if s.table == "ratings"] == [
+        ("ratings-copy.dat", "ingested"),
+        ("ratings.dat", "skipped"),
+    ]
+    assert (spy.parsed, spy.clean) == ([True], [True])
+    assert not [t for t in threading.enumerate() if t.name == "ingest-prefetch"]
+
+
+def test_failed_run_stops_the_background_reader(tmp_path: Path) -> None:
+    raw = _raw(tmp_path / "raw", _ratings(400_000))  # several chunks still to read
+    (raw / "users.dat").write_bytes(b"")
+    (raw / "users.dat.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    config = IngestConfig(max_bad_share=1.0, chunk_mib=1)
+    with pytest.raises(IngestError, match=r"users.dat.gz: corrupt gzip data"):
+        ingest_raw_dir(raw, tmp_path / "data", config)
+    assert not [t for t in threading.enumerate() if t.name == "ingest-prefetch"]
+
+
+def test_corrupt_ratings_gzip_read_in_the_background_fails_clearly(tmp_path: Path) -> None:
+    raw = _raw(tmp_path / "raw", [])
+    good = gzip.compress("".join(f"{r}\n" for r in _ratings(50)).encode())
+    (raw / "ratings.dat").unlink()
+    corrupt = good[:20] + bytes(b ^ 0xFF for b in good[20:40]) + good[40:]
+    (raw / "ratings.dat.gz").write_bytes(corrupt)
+    with pytest.raises(IngestError, match=r"ratings.dat.gz: corrupt gzip data .*nothing was added"):
+        ingest_raw_dir(raw, tmp_path / "data", LENIENT)

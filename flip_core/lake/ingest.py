@@ -21,9 +21,11 @@ silently changing features of past training runs.
 from __future__ import annotations
 
 import fcntl
+import queue
 import secrets
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -195,7 +197,9 @@ def ingest_raw_dir(
         removed = remove_orphans(root, manifest)
         run = _Run(root, quarantine_dir(data_root, config.dataset), date, config, manifest)
         try:
-            for table, path in find_sources(raw_dir):
+            sources = find_sources(raw_dir)
+            run.prefetch(sources)
+            for table, path in sources:
                 run.ingest_source(table, path)
             run.check_bad_share(raw_dir)
             run.commit()
@@ -249,9 +253,31 @@ class _Run:
         self.entries: list[SourceEntry] = []
         self.staged: dict[str, list[Path]] = {t: [] for t in TABLES}
         self.quarantine_files: list[Path] = []
+        self.shas: dict[Path, str] = {}
+        self.prefetched: _Prefetch | None = None
+
+    def prefetch(self, sources: list[tuple[str, Path]]) -> None:
+        """Start reading and parsing the new fast-path files (ratings) in a background thread.
+
+        They are read while the main thread ingests users and movies; hashing, gzip, and Arrow's
+        CSV reader release the GIL. Files the manifest lists (or that repeat an earlier file of
+        this run) are left out, as `ingest_source` skips them.
+        """
+        todo: list[tuple[str, Path]] = []
+        for table, path in sources:
+            if table not in _FAST_TYPES:
+                continue
+            sha = self.shas[path] = file_sha256(path)
+            if self.manifest.has_source(table, sha) or any(
+                t == table and self.shas[p] == sha for t, p in todo
+            ):
+                continue
+            todo.append((table, path))
+        if todo:
+            self.prefetched = _Prefetch(todo, self._batches)
 
     def ingest_source(self, table: str, path: Path) -> None:
-        sha = file_sha256(path)
+        sha = self.shas.get(path) or file_sha256(path)
         report = SourceReport(table=table, path=path, sha256=sha)
         self.reports.append(report)
         if self.manifest.has_source(table, sha) or any(
@@ -277,8 +303,12 @@ class _Run:
         stats = LineStats()
         typed: list[pa.Table] = []
         exact = False
+        if self.prefetched is not None and self.prefetched.has(table, path):
+            batches = self.prefetched.batches(table, path, stats)
+        else:
+            batches = self._batches(table, path, stats)
         try:
-            for batch in self._batches(table, path, stats):
+            for batch in batches:
                 if isinstance(batch, TypedBatch):
                     typed.append(batch.table)
                     continue
@@ -504,8 +534,81 @@ class _Run:
         self.quarantine_files = []
 
     def close(self) -> None:
+        if self.prefetched is not None:
+            self.prefetched.close()
         self.con.close()
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+_Batches = Callable[[str, Path, LineStats], Iterator[LineBatch | TypedBatch]]
+_DONE = object()
+
+
+class _Prefetch:
+    """Batches of some files, produced in order by one background thread, a few at a time.
+
+    The consumer must ask for the files in the same order (`batches`); the thread's exceptions
+    are raised in the consumer; `close` stops the thread (it may be blocked on a full queue).
+    """
+
+    def __init__(self, files: list[tuple[str, Path]], batches: _Batches) -> None:
+        self.files = list(files)
+        self.queue: queue.Queue[tuple[object, object]] = queue.Queue(maxsize=2)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(
+            target=self._produce, args=(batches,), name="ingest-prefetch", daemon=True
+        )
+        self.thread.start()
+
+    def has(self, table: str, path: Path) -> bool:
+        """Whether `path` is the next file of the thread (else read it directly)."""
+        return bool(self.files) and self.files[0] == (table, path)
+
+    def batches(self, table: str, path: Path, stats: LineStats) -> Iterator[LineBatch | TypedBatch]:
+        """The batches of `path` (the next file in order); `stats` filled in at the end."""
+        assert self.files and self.files[0] == (table, path), "files must be read in order"
+        self.files.pop(0)
+        while True:
+            item, extra = self.queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is _DONE:
+                assert isinstance(extra, LineStats)
+                vars(stats).update(vars(extra))
+                return
+            assert isinstance(item, LineBatch | TypedBatch)
+            yield item
+
+    def _produce(self, batches: _Batches) -> None:
+        try:
+            for table, path in list(self.files):
+                stats = LineStats()
+                for batch in batches(table, path, stats):
+                    if not self._put(batch, None):
+                        return
+                if not self._put(_DONE, stats):
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc, None)
+
+    def _put(self, item: object, extra: object) -> bool:
+        """Queue `item`; False when the consumer closed (then stop producing)."""
+        while not self.stop.is_set():
+            try:
+                self.queue.put((item, extra), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def close(self) -> None:
+        self.stop.set()
+        while self.thread.is_alive():
+            try:
+                self.queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        self.thread.join()
 
 
 def read_quarantine(data_root: Path, dataset: str) -> pd.DataFrame:
