@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
 from flip_core.config import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from flip_core.models.flip import Variant
 
 
 def _split(text: str, what: str) -> list[str]:
@@ -62,6 +65,8 @@ def benchmark_command(
         raise typer.Exit(code=2) from None
     from flows.benchmark import benchmark
 
+    chosen = [cast("Variant", v) for v in variant_list] or None
+
     rows = benchmark(
         config_file=config,
         data_root=data_root,
@@ -71,7 +76,7 @@ def benchmark_command(
         seeds=seed_list,
         results_path=results,
         overrides=set_,
-        variants=variant_list or None,  # type: ignore[arg-type]
+        variants=chosen,
     )
     for row in rows:
         typer.echo(f"{row['model']}: test AUC {row['test_auc'][0]:.4f} ± {row['test_auc'][1]:.4f}")
