@@ -234,8 +234,9 @@ class Trainer:
         )
         runner.train()
         num_batches = len(loader)
-        window_loss, window_steps, window_samples = 0.0, 0, 0
-        window_seconds = 0.0
+        # the loss is summed on the device and read on log steps only: no per-step host sync
+        window_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        window_steps, window_samples, window_seconds = 0, 0, 0.0
         full_batches = max(1, math.ceil(sampler.num_samples / self.local_batch_size))
         pending = 0
         tick = time.perf_counter()
@@ -255,26 +256,30 @@ class Trainer:
             rows = _batch_rows(batch) * self.world_size
             self.state.samples_seen += rows
             window_samples += rows
-            window_loss += float(loss.detach())
+            window_loss += loss.detach().double()
             window_steps += 1
             if is_update:
                 self._optimizer_step(optimizer, scheduler)
                 pending = 0
             if not is_update:
                 continue
+            log_step = self.state.step % cfg.log_every_steps == 0 or self.state.step == total_steps
+            if log_step:  # the host sync happens here, inside the timed region
+                window_mean = float(window_loss) / window_steps
             now = time.perf_counter()
             self.state.train_seconds += now - tick
             window_seconds += now - tick
             logs: dict[str, float] = {}
-            if self.state.step % cfg.log_every_steps == 0 or self.state.step == total_steps:
+            if log_step:
                 logs = {
-                    "loss": ddp.mean_across_ranks(window_loss / window_steps, self.device),
+                    "loss": ddp.mean_across_ranks(window_mean, self.device),
                     "lr": float(scheduler.get_last_lr()[0]),
                     "samples_per_s": window_samples / max(window_seconds, 1e-9),
                     "epoch": self.state.epoch + self.state.batch_in_epoch / full_batches,
                 }
                 self.state.log_history.append({"step": float(self.state.step), **logs})
-                window_loss, window_steps, window_samples, window_seconds = 0.0, 0, 0, 0.0
+                window_loss.zero_()
+                window_steps, window_samples, window_seconds = 0, 0, 0.0
             bar.update(1, logs.get("loss"), logs.get("samples_per_s"))
             for cb in self.callbacks:
                 cb.on_step(self.state, logs)
