@@ -103,8 +103,9 @@ def run_nightly(
         console.print(f"{key}: {value}", markup=False, highlight=False)
     if "mlflow_ui" in result:
         console.print(
-            f"Where to look in MLflow: start `{result['mlflow_ui']}`, open the links in "
-            f"mlflow_runs above, and the registered model {result['registered_model']}.",
+            f"Where to look in MLflow: start `{result['mlflow_ui']}`, open mlflow_parent_run "
+            f"(every stage's run nested under it) or the links in mlflow_runs above, and the "
+            f"registered model {result['registered_model']}.",
             markup=False,
             highlight=False,
         )

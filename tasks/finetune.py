@@ -67,8 +67,9 @@ def finetune(
         "variant": variant,
         "pretrained_dir": str(pretrained_dir) if pretrained_dir is not None else None,
     }
-    with tracked_stage(config, f"finetune-{variant}", manifest) as (run, callback):
-        run.set_tags({"variant": variant})
+    stage = f"finetune-{variant}"
+    with tracked_stage(config, stage, manifest, resume_key=str(output_dir)) as (run, callback):
+        run.set_tags({"variant": variant, "seed": config.training.seed})
         pretrained_args = ["--pretrained", str(pretrained_dir)] if pretrained_dir else []
         result = train_stage(
             "finetune",

@@ -46,7 +46,8 @@ def pretrain(
     """
     logger = get_run_logger()
     manifest = {"features_dir": str(features_dir), "output_dir": str(output_dir)}
-    with tracked_stage(config, "pretrain", manifest) as (run, callback):
+    stage_run = tracked_stage(config, "pretrain", manifest, resume_key=str(output_dir))
+    with stage_run as (run, callback):
         result = train_stage(
             "pretrain",
             config,

@@ -46,6 +46,7 @@ TAG_PROC_START = "flip.proc_start"
 TAG_ATTEMPTS = "flip.attempts"
 TAG_REPAIRED = "flip.repaired"
 TAG_ROLE = "flip.role"
+TAG_RESUME_KEY = "flip.resume_key"
 TAG_PARENT = "mlflow.parentRunId"
 ROLE_PARENT = "flow-parent"
 EVALUATION_SPLITS = ("valid", "test")
@@ -131,12 +132,17 @@ def repair_stale_runs(
 
 
 def _resumable_run(
-    client: MlflowClient, experiment_id: str, flow_run_id: str, run_name: str
+    client: MlflowClient,
+    experiment_id: str,
+    flow_run_id: str,
+    run_name: str,
+    resume_key: str | None = None,
 ) -> Run | None:
+    same_key = f" and tags.`{TAG_RESUME_KEY}` = '{_quote(resume_key)}'" if resume_key else ""
     runs = client.search_runs(
         [experiment_id],
         filter_string=f"tags.`{TAG_FLOW_RUN}` = '{_quote(flow_run_id)}' "
-        f"and tags.`mlflow.runName` = '{_quote(run_name)}'",
+        f"and tags.`mlflow.runName` = '{_quote(run_name)}'" + same_key,
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -277,23 +283,31 @@ def tracked_run(
     run_name: str,
     flow_run_id: str | None = None,
     tags: Mapping[str, str] | None = None,
+    resume_key: str | None = None,
 ) -> Iterator[TrackedRun]:
     """Open (or resume) a run; close it FINISHED, FAILED on error, KILLED on SIGTERM/Ctrl-C.
 
     Stale RUNNING runs in the experiment are repaired first. With a Prefect flow-run id (given
-    or read from the Prefect runtime), a run with the same id and name is resumed, and a new run
-    becomes a child of that flow run's parent run (`flow_parent_run`) when there is one.
+    or read from the Prefect runtime), a run with the same id and name (and `resume_key`, e.g.
+    the stage's output folder, when given: one flow run may train a stage several times) is
+    resumed, and a new run becomes a child of that flow run's parent run (`flow_parent_run`)
+    when there is one.
     """
     client, experiment_id = configure(config.mlflow)
     repair_stale_runs(client, experiment_id, config.mlflow.stale_after_hours)
     flow_run_id = flow_run_id or current_flow_run_id()
-    previous = _resumable_run(client, experiment_id, flow_run_id, run_name) if flow_run_id else None
+    previous = (
+        _resumable_run(client, experiment_id, flow_run_id, run_name, resume_key)
+        if flow_run_id
+        else None
+    )
     if previous is not None:
         run_id = previous.info.run_id
         attempts = int(previous.data.tags.get(TAG_ATTEMPTS, "1")) + 1
         client.update_run(run_id, status="RUNNING")
     else:
-        start_tags = _start_tags(client, experiment_id, flow_run_id, tags or {})
+        key_tag = {TAG_RESUME_KEY: resume_key} if resume_key else {}
+        start_tags = _start_tags(client, experiment_id, flow_run_id, {**(tags or {}), **key_tag})
         run_id = client.create_run(experiment_id, run_name=run_name, tags=start_tags).info.run_id
         attempts = 1
     run = TrackedRun(client, run_id, resumed=previous is not None, experiment_id=experiment_id)
@@ -542,13 +556,16 @@ def tracked_stage(
     manifest: Mapping[str, Any] | None = None,
     flow_run_id: str | None = None,
     model: Any = None,
+    resume_key: str | None = None,
 ) -> Iterator[tuple[TrackedRun, MLflowCallback]]:
     """A run for one training/evaluation stage with config, system info and manifest logged.
 
     Yields the run and an `MLflowCallback` to hand to the trainer; on success the loss/accuracy
     curves (and the fusion weight, when logged) are drawn from the logged histories.
+    `resume_key` (the stage's output folder) tells apart several trainings of one stage in one
+    flow run (e.g. seeds), which would otherwise resume each other's run.
     """
-    with tracked_run(config, stage, flow_run_id, tags={"stage": stage}) as run:
+    with tracked_run(config, stage, flow_run_id, {"stage": stage}, resume_key) as run:
         log_config(run, config)
         log_system_info(run)
         if manifest is not None:

@@ -117,6 +117,23 @@ def test_retried_flow_resumes_its_run(mlflow_server: str) -> None:
     assert [(m.step, m.value) for m in history] == [(1, 0.6), (2, 0.7)]
 
 
+def test_resume_key_keeps_several_trainings_of_a_stage_apart(mlflow_server: str) -> None:
+    """One flow run training a stage per seed: each output folder has its own run, and a retry
+    of one resumes that one only."""
+    cfg = _config(mlflow_server)
+    client = MlflowClient(mlflow_server)
+    runs = {}
+    for seed in ("0", "1"):
+        with tracking.tracked_run(cfg, "finetune-flip", "flow-7", resume_key=f"/w/{seed}") as run:
+            runs[seed] = run.run_id
+    with tracking.tracked_run(cfg, "finetune-flip", "flow-7", resume_key="/w/1") as again:
+        pass
+    assert runs["0"] != runs["1"]
+    assert again.resumed and again.run_id == runs["1"]
+    assert client.get_run(runs["1"]).data.tags[tracking.TAG_ATTEMPTS] == "2"
+    assert client.get_run(runs["0"]).data.tags[tracking.TAG_ATTEMPTS] == "1"
+
+
 def test_logs_config_system_manifest_plots_card_and_callback(
     mlflow_server: str, tmp_path: Path
 ) -> None:
