@@ -19,7 +19,10 @@ the whole comparison is repeated `--repeats` times, so a load swing hits both si
 Samples/s counts training rows over wall-clock time spent in training epochs only (no
 evaluation, no data loading from disk). `ratio` is the median over all (repeat, epoch) pairs of
 our epoch's samples/s over the peer's epoch run just before it; `samples_per_s` and
-`peer_samples_per_s` are totals over every repeat. The last line printed is one JSON object.
+`peer_samples_per_s` are totals over every repeat. The `cpu_` figures are the same over each
+process's CPU time (not inflated while the process waits for a core on a loaded machine; ours
+also counts the epoch's DataLoader setup and per-step callbacks). The last line printed is one
+JSON object.
 """
 
 from __future__ import annotations
@@ -107,14 +110,20 @@ def peer_worker(spec_path: Path) -> None:
     for line in sys.stdin:  # one request per line: "epoch" or "finish"
         if line.strip() == "finish":
             break
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         model.fit(x_tr, y_tr, batch_size=spec["batch_size"], epochs=1, verbose=0, shuffle=True)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         auc = float(roc_auc_score(y_va, model.predict(x_va, batch_size=4096).ravel()))
         if auc > best_auc:
             best_auc = auc
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        reply.write(json.dumps({"rows": len(y_tr), "seconds": seconds, "valid_auc": auc}) + "\n")
+        epoch = {
+            "rows": len(y_tr),
+            "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
+            "valid_auc": auc,
+        }
+        reply.write(json.dumps(epoch) + "\n")
         reply.flush()
     assert best_state is not None
     model.load_state_dict(best_state)
@@ -184,24 +193,33 @@ class PeerProcess:
 
 def alternating_clock(peer: PeerProcess, epochs: int) -> Any:
     """A trainer callback that runs one peer epoch before each of our epochs and records our
-    per-epoch training seconds and rows (our clock is stopped while the peer trains)."""
+    per-epoch training seconds and rows (our clock is stopped while the peer trains), plus our
+    process CPU seconds from the end of the peer's epoch to our epoch's last step."""
     from flip_core.training.callbacks import TrainerCallback, TrainerState
 
     class Alternate(TrainerCallback):
         def __init__(self) -> None:
             self.seconds: list[float] = []
             self.rows: list[int] = []
+            self.cpu_seconds: list[float] = []
             self._seconds, self._rows = 0.0, 0
+            self._cpu_start = self._cpu_last = 0.0
 
         def on_train_begin(self, state: TrainerState) -> None:
             peer.epoch()
+            self._cpu_start = time.process_time()
+
+        def on_step(self, state: TrainerState, logs: dict[str, float]) -> None:
+            self._cpu_last = time.process_time()
 
         def on_epoch_end(self, state: TrainerState, metrics: dict[str, float]) -> None:
             self.seconds.append(state.train_seconds - self._seconds)
             self.rows.append(state.samples_seen - self._rows)
+            self.cpu_seconds.append(self._cpu_last - self._cpu_start)
             self._seconds, self._rows = state.train_seconds, state.samples_seen
             if state.epoch < epochs:
                 peer.epoch()
+                self._cpu_start = time.process_time()
 
     return Alternate()
 
@@ -238,38 +256,46 @@ def run_pair(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[
         "test_logloss": report.test["test_logloss"],
         "epoch_seconds": clock.seconds,
         "epoch_rows": clock.rows,
+        "epoch_cpu_seconds": clock.cpu_seconds,
     }
     peer_result["epoch_seconds"] = [e["seconds"] for e in peer.epochs]
+    peer_result["epoch_cpu_seconds"] = [e["cpu_seconds"] for e in peer.epochs]
     peer_result["epoch_rows"] = [e["rows"] for e in peer.epochs]
     return ours, peer_result
 
 
 def summarize(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
-    """Median paired ratio, total samples/s per side, median AUCs over repeats."""
-    ratios, ours_s, peer_s, ours_rows, peer_rows = [], 0.0, 0.0, 0, 0
+    """Median paired ratios (wall clock and CPU time), total samples/s per side, median AUCs."""
+    ratios: dict[str, list[float]] = {"epoch_seconds": [], "epoch_cpu_seconds": []}
+    totals: dict[str, float] = {}
     for ours, peer in runs:
-        pairs = zip(
-            ours["epoch_seconds"],
-            ours["epoch_rows"],
-            peer["epoch_seconds"],
-            peer["epoch_rows"],
-            strict=True,
-        )
-        for mine, my_rows, theirs, their_rows in pairs:
-            ratios.append((my_rows / mine) / (their_rows / theirs))
-            ours_s, peer_s = ours_s + mine, peer_s + theirs
-            ours_rows, peer_rows = ours_rows + my_rows, peer_rows + their_rows
+        for key, values in ratios.items():
+            for i, (mine, theirs) in enumerate(zip(ours[key], peer[key], strict=True)):
+                values.append((ours["epoch_rows"][i] / mine) / (peer["epoch_rows"][i] / theirs))
+                for side, rows, secs in (("ours", ours, mine), ("peer", peer, theirs)):
+                    totals[f"{side}_{key}"] = totals.get(f"{side}_{key}", 0.0) + secs
+                    totals[f"{side}_{key}_rows"] = (
+                        totals.get(f"{side}_{key}_rows", 0.0) + rows["epoch_rows"][i]
+                    )
+
+    def rate(side: str, key: str) -> float:
+        return round(totals[f"{side}_{key}_rows"] / totals[f"{side}_{key}"], 1)
+
+    wall, cpu = ratios["epoch_seconds"], ratios["epoch_cpu_seconds"]
     return {
         "benchmark": "peers",
         "peer": runs[0][1]["peer"],
         "auc": round(statistics.median(o["test_auc"] for o, _ in runs), 5),
         "peer_auc": round(statistics.median(p["test_auc"] for _, p in runs), 5),
-        "samples_per_s": round(ours_rows / ours_s, 1),
-        "peer_samples_per_s": round(peer_rows / peer_s, 1),
-        "ratio": round(statistics.median(ratios), 3),
-        "ratio_min": round(min(ratios), 3),
-        "ratio_max": round(max(ratios), 3),
-        "pairs": len(ratios),
+        "samples_per_s": rate("ours", "epoch_seconds"),
+        "peer_samples_per_s": rate("peer", "epoch_seconds"),
+        "ratio": round(statistics.median(wall), 3),
+        "ratio_min": round(min(wall), 3),
+        "ratio_max": round(max(wall), 3),
+        "cpu_samples_per_s": rate("ours", "epoch_cpu_seconds"),
+        "peer_cpu_samples_per_s": rate("peer", "epoch_cpu_seconds"),
+        "cpu_ratio": round(statistics.median(cpu), 3),
+        "pairs": len(wall),
     }
 
 
