@@ -36,7 +36,8 @@ def prefect_api() -> Iterator[None]:
     """One temporary Prefect API (sqlite in a temp dir) for the in-process flow tests."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    timeout = int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+    with prefect_test_harness(server_startup_timeout=timeout):
         yield
 
 
