@@ -20,6 +20,7 @@ silently changing features of past training runs.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import queue
 import secrets
@@ -604,11 +605,9 @@ class _Prefetch:
     def close(self) -> None:
         self.stop.set()
         while self.thread.is_alive():
-            try:
-                self.queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-        self.thread.join()
+            with contextlib.suppress(queue.Empty):
+                self.queue.get_nowait()  # unblocks a thread waiting on a full queue
+            self.thread.join(timeout=0.01)
 
 
 def read_quarantine(data_root: Path, dataset: str) -> pd.DataFrame:
