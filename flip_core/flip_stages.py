@@ -218,8 +218,9 @@ def run_pretraining(
     )
     result = trainer.train(resume_from=resume)
     model_dir = output_dir / MODEL_DIR
-    model.save_pretrained(model_dir, features_dir / "feature_map.json", tokenizer)
-    _write_json(output_dir / "history.json", tracker.history)
+    if ddp.is_main_process():  # one writer under DDP
+        model.save_pretrained(model_dir, features_dir / "feature_map.json", tokenizer)
+        _write_json(output_dir / "history.json", tracker.history)
     return StageResult(model_dir, result, result.valid_metrics, tracker.history)
 
 
@@ -287,8 +288,9 @@ def run_finetuning(
         predictions_dir = output_dir / PREDICTIONS_DIR
         metrics |= write_predictions(trainer, splits, _user_column(features_dir), predictions_dir)
     model_dir = output_dir / MODEL_DIR
-    model.save_pretrained(model_dir, features_dir / "feature_map.json", tokenizer)
-    _write_json(output_dir / "metrics.json", metrics)
+    if ddp.is_main_process():  # one writer under DDP; only rank 0 has the test metrics
+        model.save_pretrained(model_dir, features_dir / "feature_map.json", tokenizer)
+        _write_json(output_dir / "metrics.json", metrics)
     return StageResult(model_dir, result, metrics, predictions_dir=predictions_dir)
 
 
