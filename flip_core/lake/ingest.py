@@ -319,28 +319,7 @@ class _Run:
                 self.con.unregister("batch")
         except RawFileError as exc:
             raise IngestError(f"{exc}; nothing was added to the lake") from None
-        report.lines = stats.lines
-        report.blank_lines = stats.blank_count
-        report.crlf_lines = stats.crlf_lines
-        report.truncated = stats.truncated
-        name = path.name
-        if stats.empty:
-            report.messages.append(f"{name}: empty file, nothing to ingest")
-        if stats.blank_count:
-            where = ", ".join(str(n) for n in stats.blank_lines)
-            more = ", ..." if stats.blank_count > len(stats.blank_lines) else ""
-            report.messages.append(
-                f"{name}: skipped {stats.blank_count} blank line(s) (line {where}{more})"
-            )
-        if stats.crlf_lines:
-            report.messages.append(
-                f"{name}: {stats.crlf_lines} line(s) end in CRLF; read as plain line ends"
-            )
-        if stats.truncated:
-            report.messages.append(
-                f"{name}: gzip stream is truncated after line {stats.lines}; the complete lines "
-                "were ingested, fetch the file again for the rest"
-            )
+        record_line_stats(path.name, stats, report)
         return typed, exact
 
     def _batches(
@@ -608,6 +587,31 @@ class _Prefetch:
             with contextlib.suppress(queue.Empty):
                 self.queue.get_nowait()  # unblocks a thread waiting on a full queue
             self.thread.join(timeout=0.01)
+
+
+def record_line_stats(name: str, stats: LineStats, report: SourceReport) -> None:
+    """Copy a file's line counts into its report, with a message for each oddity."""
+    report.lines = stats.lines
+    report.blank_lines = stats.blank_count
+    report.crlf_lines = stats.crlf_lines
+    report.truncated = stats.truncated
+    if stats.empty:
+        report.messages.append(f"{name}: empty file, nothing to ingest")
+    if stats.blank_count:
+        where = ", ".join(str(n) for n in stats.blank_lines)
+        more = ", ..." if stats.blank_count > len(stats.blank_lines) else ""
+        report.messages.append(
+            f"{name}: skipped {stats.blank_count} blank line(s) (line {where}{more})"
+        )
+    if stats.crlf_lines:
+        report.messages.append(
+            f"{name}: {stats.crlf_lines} line(s) end in CRLF; read as plain line ends"
+        )
+    if stats.truncated:
+        report.messages.append(
+            f"{name}: gzip stream is truncated after line {stats.lines}; the complete lines "
+            "were ingested, fetch the file again for the rest"
+        )
 
 
 def read_quarantine(data_root: Path, dataset: str) -> pd.DataFrame:

@@ -32,6 +32,7 @@ from flip_core.lake.ingest import (
     SourceReport,
     _lake_lock,
     _Run,
+    record_line_stats,
 )
 from flip_core.lake.lines import LineStats, RawFileError, iter_line_batches
 from flip_core.lake.manifest import (
@@ -203,11 +204,7 @@ class _SpecRun(_Run):
                 self.con.unregister("batch")
         except RawFileError as exc:
             raise IngestError(f"{exc}; nothing was added to the lake") from None
-        report.lines = stats.lines
-        report.blank_lines = stats.blank_count
-        report.crlf_lines = stats.crlf_lines
-        report.truncated = stats.truncated
-        _line_notes(path.name, stats, report)
+        record_line_stats(path.name, stats, report)
 
     def _spec_header(self, path: Path, table: pa.Table) -> int:
         """Map the spec's columns onto the header (first non-blank line); return its width."""
@@ -444,23 +441,3 @@ def _join_problems(parts: list[pa.Array]) -> pa.Array:
     for i, row in enumerate(rows.tolist()):
         out[row] = "; ".join(t[i] for t in texts if t[i] is not None)
     return pa.array(out, pa.string())
-
-
-def _line_notes(name: str, stats: LineStats, report: SourceReport) -> None:
-    if stats.empty:
-        report.messages.append(f"{name}: empty file, nothing to ingest")
-    if stats.blank_count:
-        where = ", ".join(str(n) for n in stats.blank_lines)
-        more = ", ..." if stats.blank_count > len(stats.blank_lines) else ""
-        report.messages.append(
-            f"{name}: skipped {stats.blank_count} blank line(s) (line {where}{more})"
-        )
-    if stats.crlf_lines:
-        report.messages.append(
-            f"{name}: {stats.crlf_lines} line(s) end in CRLF; read as plain line ends"
-        )
-    if stats.truncated:
-        report.messages.append(
-            f"{name}: gzip stream is truncated after line {stats.lines}; the complete lines "
-            "were ingested, fetch the file again for the rest"
-        )
