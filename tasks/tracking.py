@@ -59,9 +59,14 @@ class RunTerminated(BaseException):
 
 
 def configure(config: MLflowConfig) -> tuple[MlflowClient, str]:
-    """Client for the configured tracking URI and the experiment id (created if missing)."""
+    """Client for the configured tracking URI and the experiment id (created if missing).
+
+    The registry is the tracking store too, set explicitly: a registry URI left over from an
+    earlier configuration in the same process must not receive this run's model versions.
+    """
     mlflow.set_tracking_uri(config.tracking_uri)
-    client = MlflowClient(tracking_uri=config.tracking_uri)
+    mlflow.set_registry_uri(config.tracking_uri)
+    client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.tracking_uri)
     experiment = client.get_experiment_by_name(config.experiment)
     if experiment is not None:
         return client, experiment.experiment_id

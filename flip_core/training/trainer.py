@@ -141,18 +141,16 @@ class Trainer:
             self.state.is_main = ddp.is_main_process()
         for cb in self.callbacks:
             cb.on_train_begin(self.state)
-        last_valid: dict[str, float] = {}
+        self._last_valid: dict[str, float] = {}
         bar = ProgressBar(total_steps, self.state.step, cfg.progress and ddp.is_main_process())
         try:
             while self.state.epoch < cfg.epochs and not self._done(total_steps):
-                last_valid = self._run_epoch(
-                    runner, optimizer, scheduler, sampler, bar, total_steps
-                )
+                self._run_epoch(runner, optimizer, scheduler, sampler, bar, total_steps)
         except _EarlyStopError:
             self.state.stopped_early = True
         finally:
             bar.close()
-        return self._finish(self.monitor, last_valid)
+        return self._finish(self.monitor, self._last_valid)  # kept through an early stop
 
     @torch.no_grad()
     def evaluate(self, dataset: Dataset[Any], prefix: str = "valid") -> dict[str, float]:
@@ -335,6 +333,7 @@ class Trainer:
         if patience and self.state.bad_evals >= patience:
             self.state.stopped_early = True
         metrics["step"] = float(self.state.step)
+        self._last_valid = metrics
         self.state.log_history.append({**metrics})
         for cb in self.callbacks:
             cb.on_eval(self.state, metrics)
