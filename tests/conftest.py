@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,3 +57,13 @@ def tiny_plm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_plm import save_tiny_bert
 
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-plm"))
+
+
+@pytest.fixture(autouse=True)
+def _forget_mlflow_registry_uri() -> Iterator[None]:
+    """Test isolation: scoring sets MLflow's process-wide registry URI (`tasks.score`), which
+    would otherwise route a later test's model versions to an earlier test's store."""
+    yield
+    registry = sys.modules.get("mlflow.tracking._model_registry.utils")
+    if registry is not None:
+        registry._registry_uri = None  # type: ignore[attr-defined]
