@@ -106,7 +106,7 @@ def test_register_alias_gate_load_and_predict(
     trained, untrained, longer = models
     assert trained.valid_auc > untrained.valid_auc + 0.05  # the trained model really is better
     cfg = _config(mlflow_server)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     name = cfg.mlflow.registered_model
 
     first = _publish(cfg, trained, "trained")
@@ -224,7 +224,7 @@ def test_trainer_logs_to_a_tracked_stage(
         tracking.log_model_card(
             run, ModelCardInfo("flip", "flip_id", "p1", "h", tracking.code_version(), metrics)
         )
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     data = client.get_run(run.run_id)
     assert data.info.status == "FINISHED"
     assert len(client.get_metric_history(run.run_id, "train/loss")) >= 2

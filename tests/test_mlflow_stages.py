@@ -75,7 +75,7 @@ def test_pretrain_and_finetune_log_runs_with_curves(
         )
 
     run_flow()
-    client = MlflowClient(tracking_uri=mlflow_server)
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     runs = _stage_runs(client, experiment)
     assert {len(v) for v in runs.values()} == {1}
     pre, fine = runs["pretrain"][0], runs["finetune-flip"][0]
@@ -146,7 +146,7 @@ def test_failed_nightly_flow_fails_its_parent_run(tmp_path: Path, mlflow_server:
             raw_dir=tmp_path / "missing",
             overrides=_overrides(mlflow_server, experiment),
         )
-    client = MlflowClient(tracking_uri=mlflow_server)
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
     (parent,) = _parent_runs(client, experiment)
     assert parent.info.status == "FAILED"
     assert _children(client, parent) == {}

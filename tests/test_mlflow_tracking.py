@@ -64,7 +64,7 @@ def _start_owner(uri: str, experiment: str, behaviour: str) -> tuple[subprocess.
 def test_sigkilled_owner_leaves_no_running_run_after_next_start(mlflow_server: str) -> None:
     cfg = _config(mlflow_server)
     proc, run_id = _start_owner(mlflow_server, cfg.mlflow.experiment, "sleep")
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     assert client.get_run(run_id).info.status == "RUNNING"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
@@ -84,7 +84,7 @@ def test_sigkilled_owner_leaves_no_running_run_after_next_start(mlflow_server: s
 
 def test_sigterm_marks_killed_and_exception_marks_failed(mlflow_server: str) -> None:
     cfg = _config(mlflow_server)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     proc, run_id = _start_owner(mlflow_server, cfg.mlflow.experiment, "sleep")
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=60)
@@ -98,7 +98,7 @@ def test_sigterm_marks_killed_and_exception_marks_failed(mlflow_server: str) -> 
 
 def test_retried_flow_resumes_its_run(mlflow_server: str) -> None:
     cfg = _config(mlflow_server)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     with pytest.raises(RuntimeError), tracking.tracked_run(cfg, "finetune", "flow-42") as first:
         first.log_metrics({"valid/auc": 0.6}, step=1)
         raise RuntimeError("transient")
@@ -121,7 +121,7 @@ def test_resume_key_keeps_several_trainings_of_a_stage_apart(mlflow_server: str)
     """One flow run training a stage per seed: each output folder has its own run, and a retry
     of one resumes that one only."""
     cfg = _config(mlflow_server)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     runs = {}
     for seed in ("0", "1"):
         with tracking.tracked_run(cfg, "finetune-flip", "flow-7", resume_key=f"/w/{seed}") as run:
@@ -138,7 +138,7 @@ def test_logs_config_system_manifest_plots_card_and_callback(
     mlflow_server: str, tmp_path: Path
 ) -> None:
     cfg = _config(mlflow_server)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 500)
     probs = np.clip(0.3 * labels + rng.uniform(0, 0.7, 500), 0, 1)
@@ -194,7 +194,7 @@ def test_retried_prefect_flow_resumes_its_run(prefect_api: None, mlflow_server: 
 
     run_id = flaky()
     assert attempts == [run_id, run_id]
-    run = MlflowClient(mlflow_server).get_run(run_id)
+    run = MlflowClient(mlflow_server, registry_uri=mlflow_server).get_run(run_id)
     assert run.info.status == "FINISHED"
     assert len(run.data.tags[tracking.TAG_FLOW_RUN]) == 36  # a Prefect flow-run UUID
     assert run.data.tags[tracking.TAG_ATTEMPTS] == "2"
@@ -208,7 +208,7 @@ def test_flow_parent_run_nests_children_fails_and_resumes_on_retry(
     from prefect import flow
 
     cfg = _config(mlflow_server)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     statuses: list[list[str]] = []
     parents: list[str] = []
 
@@ -248,7 +248,7 @@ def test_flow_parent_run_fails_with_its_flow(prefect_api: None, mlflow_server: s
     from prefect import flow
 
     cfg = _config(mlflow_server)
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     opened: list[str] = []
 
     @flow(name="failing-parent")

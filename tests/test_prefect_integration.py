@@ -231,7 +231,7 @@ def _versions(data_root: Path) -> dict[str, list[str]]:
     """Registered versions of `flip-ctr` and the aliases pointing at each."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=_tracking(data_root))
+    client = MlflowClient(tracking_uri=_tracking(data_root), registry_uri=_tracking(data_root))
     versions: dict[str, list[str]] = {
         str(v.version): [] for v in client.search_model_versions("name='flip-ctr'")
     }

@@ -186,7 +186,7 @@ def test_nightly_flow_trains_with_two_processes(tmp_path: Path, tiny_plm_dir: Pa
     summary = json.loads(summary_file.read_text())
     assert summary["world_size"] == 2 and summary["global_step"] > 0
     # The MLflow runs of the stages exist and hold the children's replayed metrics.
-    client = MlflowClient(tracking_uri=tracking)
+    client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     experiments = [e.experiment_id for e in client.search_experiments()]
     runs = {r.info.run_name: r for r in client.search_runs(experiments)}
     for name in ("pretrain", "finetune-flip_id"):
