@@ -295,7 +295,7 @@ class _Run:
         self._stage_typed(table, typed)
         self._deduplicate(table)
         self._validate(table)
-        self._collect(table, path, report)
+        self._collect(path, report)
         self._write(table, path, report)
 
     def _stage(self, table: str, path: Path, report: SourceReport) -> tuple[list[pa.Table], bool]:
@@ -411,14 +411,15 @@ class _Run:
         ids = self.con.execute(load_sql(f"ingest/known_{table}"), {"files": files}).df()
         return ids[column].to_numpy()
 
-    def _collect(self, table: str, path: Path, report: SourceReport) -> None:
+    def _collect(self, path: Path, report: SourceReport, unit: str = "line") -> None:
+        """Counts of the staged file into its report; messages name rows by `unit`."""
         row = self.con.execute(load_sql("ingest/counts")).fetchone()
         assert row is not None
         report.kept, report.quarantined, report.duplicates, report.already_in_lake = map(int, row)
         name = path.name
         if report.duplicates:
             report.messages.append(
-                f"{name}: {report.duplicates} duplicate line(s) inside the file, kept once"
+                f"{name}: {report.duplicates} duplicate {unit}(s) inside the file, kept once"
             )
         if report.already_in_lake:
             report.messages.append(
@@ -428,9 +429,9 @@ class _Run:
             shown = self.con.execute(
                 load_sql("ingest/first_problems"), {"limit": _SHOWN_PROBLEMS}
             ).fetchall()
-            report.problems = [f"{name} line {n}: {reason}" for n, reason in shown]
+            report.problems = [f"{name} {unit} {n}: {reason}" for n, reason in shown]
             report.messages.append(
-                f"{name}: quarantined {report.quarantined} line(s); first: {report.problems[0]}"
+                f"{name}: quarantined {report.quarantined} {unit}(s); first: {report.problems[0]}"
             )
 
     def _write(self, table: str, path: Path, report: SourceReport, clean: bool = False) -> None:

@@ -26,7 +26,6 @@ import pyarrow.parquet as pq
 from flip_core.config import IngestConfig
 from flip_core.hashing import file_sha256
 from flip_core.lake.ingest import (
-    _SHOWN_PROBLEMS,
     IngestError,
     IngestResult,
     SourceReport,
@@ -177,7 +176,7 @@ class _SpecRun(_Run):
         self._spec_stage()
         self._deduplicate_spec(table)
         self._validate_spec()
-        self._collect_spec(path, report)
+        self._collect(path, report, self.unit)
         self._write_spec(table, path, report)
 
     # -- reading -------------------------------------------------------------------------------
@@ -337,28 +336,6 @@ class _SpecRun(_Run):
         self.con.unregister("rejected")
 
     # -- outcome -------------------------------------------------------------------------------
-
-    def _collect_spec(self, path: Path, report: SourceReport) -> None:
-        row = self.con.execute(load_sql("ingest/counts")).fetchone()
-        assert row is not None
-        report.kept, report.quarantined, report.duplicates, report.already_in_lake = map(int, row)
-        name, unit = path.name, self.unit
-        if report.duplicates:
-            report.messages.append(
-                f"{name}: {report.duplicates} duplicate {unit}(s) inside the file, kept once"
-            )
-        if report.already_in_lake:
-            report.messages.append(
-                f"{name}: {report.already_in_lake} row(s) already in the lake, not added again"
-            )
-        if report.quarantined:
-            shown = self.con.execute(
-                load_sql("ingest/first_problems"), {"limit": _SHOWN_PROBLEMS}
-            ).fetchall()
-            report.problems = [f"{name} {unit} {n}: {reason}" for n, reason in shown]
-            report.messages.append(
-                f"{name}: quarantined {report.quarantined} {unit}(s); first: {report.problems[0]}"
-            )
 
     def _write_spec(self, table: str, path: Path, report: SourceReport) -> None:
         part = f"ingest_date={self.date}/part-{self.run_id}-{len(self.entries):03d}.parquet"
