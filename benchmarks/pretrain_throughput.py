@@ -1,9 +1,11 @@
 """FLIP pretraining step throughput and model FLOP utilisation (MFU), against a naive baseline.
 
-Ours: pre-tokenized feature rows (FeatureDataset + FlipCollate), dynamic padding, MLM logits only
-at masked positions. Naive baseline, same model and objectives in the same run: each row is
-tokenized in `__getitem__` (field spans recomputed from character offsets), every row is padded
-to 100 tokens, and the MLM head scores the full vocabulary at every position.
+Ours: pre-tokenized feature rows (FeatureDataset + FlipCollate), dynamic padding, the encoder's
+token-wise layers on real tokens only (`flip_core.models.unpadded`), MLM logits only at masked
+positions. Naive baseline, same model and objectives in the same run: each row is tokenized in
+`__getitem__` (field spans recomputed from character offsets), every row is padded to 100 tokens,
+the stock Hugging Face encoder forward runs over every position, and the MLM head scores the full
+vocabulary at every position.
 
 MFU = FLOPs of the needed work per second / peak matmul FLOP/s measured here in the same run
 (best of a reading before and one after the steps). Ours and the baseline alternate step by
@@ -331,11 +333,13 @@ def run(
     )
     timer = StepTimer(model, device, args.bf16)
     head_class = type(model.mlm_head)
+    unpad = model.plm.unpad
     totals = {"ours": [0.0, 0, 0.0], "naive": [0.0, 0, 0.0]}  # seconds, rows, needed FLOPs
     for i in range(args.warmup + args.steps):
         for name in ("ours",) if args.skip_baseline else ("ours", "naive"):
-            # same weights; only the MLM head's forward differs (masked positions vs all)
+            # same weights; only the forward differs (real tokens vs all, masked positions vs all)
             model.mlm_head.__class__ = head_class if name == "ours" else FullVocabMLMHead
+            model.plm.unpad = unpad and name == "ours"
             seconds, batch = timer.step(ours if name == "ours" else naive)
             if i >= args.warmup:
                 total = totals[name]
@@ -343,6 +347,7 @@ def run(
                 total[1] += batch["field_ids"].shape[0]
                 total[2] += needed_step_flops(model.plm.config, batch, passes)
     model.mlm_head.__class__ = head_class
+    model.plm.unpad = unpad
     sps = totals["ours"][1] / totals["ours"][0]
     flops = totals["ours"][2] / totals["ours"][0]
     print(f"ours: {sps:.1f} samples/s, needed {flops / 1e9:.1f} GFLOP/s", flush=True)
@@ -365,6 +370,7 @@ def run(
         "plm": args.plm if args.size == "minilm" else "base-sized (768x12)",
         "batch_size": args.batch_size,
         "passes": passes,
+        "unpadded": unpad,
     }
 
 

