@@ -48,6 +48,7 @@ from flip_core.lake.lines import (
     iter_batches,
     iter_line_batches,
     parse_int_lines,
+    parse_text_lines,
 )
 from flip_core.lake.manifest import (
     STAGING_PREFIX,
@@ -73,6 +74,17 @@ _FAST_TYPES: dict[str, dict[str, pa.DataType]] = {
         "rating": pa.int32(),
         "timestamp": pa.int64(),
     }
+}
+# Dimension tables with a fast parse (`::`-separated int32 and text fields), in file order.
+_FAST_FIELDS: dict[str, dict[str, pa.DataType]] = {
+    "users": {
+        "user_id": pa.int32(),
+        "gender": pa.string(),
+        "age": pa.int32(),
+        "occupation": pa.int32(),
+        "zip": pa.string(),
+    },
+    "movies": {"movie_id": pa.int32(), "title": pa.string(), "genres": pa.string()},
 }
 
 
@@ -290,8 +302,12 @@ class _Run:
             )
             return
         typed, exact = self._stage(table, path, report)
-        if typed and not exact and self._write_clean(table, path, report, typed):
-            return
+        if typed and not exact:
+            write_clean = self._write_clean if table in _FAST_TYPES else self._write_clean_rows
+            if write_clean(table, path, report, typed):
+                return
+        if not exact:  # the staging table is made when the first exact batch comes
+            self.con.execute(load_sql(f"ingest/stage_{table}"))
         self._stage_typed(table, typed)
         self._deduplicate(table)
         self._validate(table)
@@ -299,8 +315,10 @@ class _Run:
         self._write(table, path, report)
 
     def _stage(self, table: str, path: Path, report: SourceReport) -> tuple[list[pa.Table], bool]:
-        """Parse `path`: (fast-parsed rows, not staged yet; whether a batch took the exact path)."""
-        self.con.execute(load_sql(f"ingest/stage_{table}"))
+        """Parse `path`: (fast-parsed rows, not staged yet; whether a batch took the exact path).
+
+        The staging table exists (exact batches in it) only when a batch took the exact path.
+        """
         stats = LineStats()
         typed: list[pa.Table] = []
         exact = False
@@ -313,6 +331,8 @@ class _Run:
                 if isinstance(batch, TypedBatch):
                     typed.append(batch.table)
                     continue
+                if not exact:
+                    self.con.execute(load_sql(f"ingest/stage_{table}"))
                 exact = True
                 self.con.register("batch", batch.table)
                 self.con.execute(load_sql(f"ingest/parse_{table}"))
@@ -326,12 +346,15 @@ class _Run:
         self, table: str, path: Path, stats: LineStats
     ) -> Iterator[LineBatch | TypedBatch]:
         chunk, max_line = self.config.chunk_mib << 20, self.config.max_line_bytes
-        types = _FAST_TYPES.get(table)
-        if types is None:
+        types, fields = _FAST_TYPES.get(table), _FAST_FIELDS.get(table)
+        if types is None and fields is None:
             return iter_line_batches(path, ENCODING, chunk, max_line, stats)
 
         def fast(data: bytes, first_line: int, lines: int) -> pa.Table | None:
-            return parse_int_lines(data, first_line, lines, types, max_line)
+            if types is not None:
+                return parse_int_lines(data, first_line, lines, types, max_line)
+            assert fields is not None
+            return parse_text_lines(data, first_line, lines, fields, max_line, ENCODING)
 
         return iter_batches(path, ENCODING, chunk, max_line, stats, fast)
 
@@ -342,6 +365,12 @@ class _Run:
             self.con.unregister("typed")
 
     def _write_clean(
+        self, table: str, path: Path, report: SourceReport, typed: list[pa.Table]
+    ) -> bool:
+        """Write fast-parsed ratings as they are if all are new, unique and valid; else False."""
+        return self._write_clean_rows(table, path, report, typed)
+
+    def _write_clean_rows(
         self, table: str, path: Path, report: SourceReport, typed: list[pa.Table]
     ) -> bool:
         """Write fast-parsed rows as they are if all are new, unique and valid; else False."""
