@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -261,13 +262,21 @@ class _Run:
         self.run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
         self.staging = root / f"{STAGING_PREFIX}{self.run_id}"
         (self.staging / "tmp").mkdir(parents=True)
-        self.con = connect(config.duckdb, temp_directory=self.staging / "tmp")
+        self._connecting = _Background(
+            lambda: connect(config.duckdb, temp_directory=self.staging / "tmp"), "ingest-connect"
+        )
+        self.staged_ids: dict[Path, np.ndarray] = {}  # key ids of staged dimension files
         self.reports: list[SourceReport] = []
         self.entries: list[SourceEntry] = []
         self.staged: dict[str, list[Path]] = {t: [] for t in TABLES}
         self.quarantine_files: list[Path] = []
         self.shas: dict[Path, str] = {}
         self.prefetched: _Prefetch | None = None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The run's connection (opened in the background while the first file is read)."""
+        return self._connecting.result()
 
     def prefetch(self, sources: list[tuple[str, Path]]) -> None:
         """Start reading and parsing the new fast-path files (ratings) in a background thread.
@@ -375,15 +384,33 @@ class _Run:
     ) -> bool:
         """Write fast-parsed rows as they are if all are new, unique and valid; else False."""
         rows = pa.concat_tables(typed)
+        target = self.staging / table / self._part()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # The file is written while the checks run; it is removed if a check fails.
+        writing = _Background(lambda: self._copy_clean(table, path, rows, target), "ingest-write")
         self.con.register("clean", rows)
         try:
-            if not self._all_clean(table, rows):
-                return False
-            report.kept = rows.num_rows
-            self._write(table, path, report, clean=True)
-            return True
+            clean = self._all_clean(table, rows)
         finally:
             self.con.unregister("clean")
+            writing.result()
+        if not clean:
+            target.unlink(missing_ok=True)
+            return False
+        report.kept = rows.num_rows
+        if table != "ratings":
+            self.staged_ids[target] = rows.column(TABLES[table].key[0]).to_numpy()
+        self._write(table, path, report, written=target)
+        return True
+
+    def _copy_clean(self, table: str, path: Path, rows: pa.Table, target: Path) -> None:
+        """COPY clean rows to `target` on a cursor of its own (runs beside the checks)."""
+        with self.con.cursor() as cursor:
+            cursor.register("clean", rows)
+            params = {"path": str(target)}
+            if table == "ratings":
+                params["source"] = path.name
+            cursor.execute(load_sql(f"ingest/write_clean_{table}"), params)
 
     def _all_clean(self, table: str, rows: pa.Table) -> bool:
         """No key twice, none in the lake, and pandera accepts every row (view `clean`)."""
@@ -433,12 +460,15 @@ class _Run:
         return [str(p) for p in table_files(self.root, table) + self.staged[table]]
 
     def _known_ids(self, table: str) -> np.ndarray:
-        files = self._visible_files(table)
-        if not files:
-            return np.empty(0, dtype=np.int32)
-        column = f"{table[:-1]}_id"
-        ids = self.con.execute(load_sql(f"ingest/known_{table}"), {"files": files}).df()
-        return ids[column].to_numpy()
+        """Ids of the table's lake and staged files (staged clean files' ids are kept in memory)."""
+        paths = table_files(self.root, table) + self.staged[table]
+        known = [self.staged_ids[p] for p in paths if p in self.staged_ids]
+        files = [str(p) for p in paths if p not in self.staged_ids]
+        if files:
+            column = f"{table[:-1]}_id"
+            ids = self.con.execute(load_sql(f"ingest/known_{table}"), {"files": files}).df()
+            known.append(ids[column].to_numpy())
+        return np.concatenate(known) if known else np.empty(0, dtype=np.int32)
 
     def _collect(self, path: Path, report: SourceReport, unit: str = "line") -> None:
         """Counts of the staged file into its report; messages name rows by `unit`."""
@@ -463,17 +493,28 @@ class _Run:
                 f"{name}: quarantined {report.quarantined} {unit}(s); first: {report.problems[0]}"
             )
 
-    def _write(self, table: str, path: Path, report: SourceReport, clean: bool = False) -> None:
-        part = f"ingest_date={self.date}/part-{self.run_id}-{len(self.entries):03d}.parquet"
+    def _part(self) -> str:
+        """Relative path of the next source's Parquet file (per table folder)."""
+        return f"ingest_date={self.date}/part-{self.run_id}-{len(self.entries):03d}.parquet"
+
+    def _write(
+        self, table: str, path: Path, report: SourceReport, written: Path | None = None
+    ) -> None:
+        """Write the staged source's kept and quarantined rows; record its manifest entry.
+
+        `written`: the kept rows are in that file already (the clean path wrote them).
+        """
+        part = self._part()
         files: list[str] = []
         if report.kept:
             target = self.staging / table / part
-            target.parent.mkdir(parents=True, exist_ok=True)
-            params = {"path": str(target)}
-            if table == "ratings":
-                params["source"] = path.name
-            name = f"write_clean_{table}" if clean else f"write_{table}"
-            self.con.execute(load_sql(f"ingest/{name}"), params)
+            if written is None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                params = {"path": str(target)}
+                if table == "ratings":
+                    params["source"] = path.name
+                self.con.execute(load_sql(f"ingest/write_{table}"), params)
+            assert written in (None, target)
             self.staged[table].append(target)
             files.append(f"{table}/{part}")
         if report.quarantined:
@@ -546,8 +587,32 @@ class _Run:
     def close(self) -> None:
         if self.prefetched is not None:
             self.prefetched.close()
-        self.con.close()
+        with contextlib.suppress(Exception):  # a failed connect was raised already
+            self.con.close()
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+class _Background:
+    """One call run in a thread; `result` waits for it and raises what it raised."""
+
+    def __init__(self, call: Callable[[], Any], name: str) -> None:
+        self._call = call
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._call()
+        except BaseException as exc:  # raised in the caller's thread
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 _Batches = Callable[[str, Path, LineStats], Iterator[LineBatch | TypedBatch]]
