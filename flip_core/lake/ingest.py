@@ -388,11 +388,9 @@ class _Run:
         target.parent.mkdir(parents=True, exist_ok=True)
         # The file is written while the checks run; it is removed if a check fails.
         writing = _Background(lambda: self._copy_clean(table, path, rows, target), "ingest-write")
-        self.con.register("clean", rows)
         try:
             clean = self._all_clean(table, rows)
         finally:
-            self.con.unregister("clean")
             writing.result()
         if not clean:
             target.unlink(missing_ok=True)
@@ -413,15 +411,19 @@ class _Run:
             cursor.execute(load_sql(f"ingest/write_clean_{table}"), params)
 
     def _all_clean(self, table: str, rows: pa.Table) -> bool:
-        """No key twice, none in the lake, and pandera accepts every row (view `clean`)."""
+        """No key twice, none in the lake, and pandera accepts every row."""
         key = TABLES[table].key
         if _keys_repeat([rows.column(c).to_numpy() for c in key]) is not False:
             return False
         files = self._visible_files(table)
         if files:
-            query = load_sql(f"ingest/clean_in_lake_{table}")
-            if self.con.execute(query, {"files": files}).fetchall() != [(0,)]:
-                return False
+            self.con.register("clean", rows)
+            try:
+                query = load_sql(f"ingest/clean_in_lake_{table}")
+                if self.con.execute(query, {"files": files}).fetchall() != [(0,)]:
+                    return False
+            finally:
+                self.con.unregister("clean")
         if table == "ratings":
             users, movies = self._known_ids("users"), self._known_ids("movies")
             schema = ratings_schema(users, movies, key_checked=True)
