@@ -305,6 +305,7 @@ def run(
     passes = 1 if args.single_pass else 2
     rows = args.batch_size * (args.steps + args.warmup)
     model = build_model(features, args.plm, args.size, args.single_pass, tokenizer).to(device)
+    model.train()  # dropout on, as in the trainer (from_pretrained leaves the encoder in eval)
     assert model.plm is not None and model.mlm_head is not None
     ours_collate: Any = FlipCollate(
         pad_token_id=int(tokenizer.pad_token_id),
