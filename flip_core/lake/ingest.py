@@ -411,26 +411,33 @@ class _Run:
             cursor.execute(load_sql(f"ingest/write_clean_{table}"), params)
 
     def _all_clean(self, table: str, rows: pa.Table) -> bool:
-        """No key twice, none in the lake, and pandera accepts every row."""
-        key = TABLES[table].key
-        if _keys_repeat([rows.column(c).to_numpy() for c in key]) is not False:
+        """No key twice, none in the lake, and pandera accepts every row.
+
+        The key check (numpy sort, no GIL held) runs in a thread while pandera validates.
+        """
+        key = [rows.column(c).to_numpy() for c in TABLES[table].key]
+        keys = _Background(lambda: _keys_repeat(key), "ingest-keys")
+        try:
+            if table == "ratings":
+                users, movies = self._known_ids("users"), self._known_ids("movies")
+                schema = ratings_schema(users, movies, key_checked=True)
+            else:
+                schema = TABLES[table].model.to_schema()
+            frame = rows.select(list(TABLES[table].fields)).to_pandas()
+            valid = not failure_reasons(schema, frame)
+        finally:
+            repeat = keys.result()
+        if repeat is not False or not valid:
             return False
         files = self._visible_files(table)
         if files:
             self.con.register("clean", rows)
             try:
                 query = load_sql(f"ingest/clean_in_lake_{table}")
-                if self.con.execute(query, {"files": files}).fetchall() != [(0,)]:
-                    return False
+                return bool(self.con.execute(query, {"files": files}).fetchall() == [(0,)])
             finally:
                 self.con.unregister("clean")
-        if table == "ratings":
-            users, movies = self._known_ids("users"), self._known_ids("movies")
-            schema = ratings_schema(users, movies, key_checked=True)
-        else:
-            schema = TABLES[table].model.to_schema()
-        frame = rows.select(list(TABLES[table].fields)).to_pandas()
-        return not failure_reasons(schema, frame)
+        return True
 
     def _deduplicate(self, table: str) -> None:
         self.con.execute(load_sql(f"ingest/dedup_{table}"))
