@@ -1,9 +1,10 @@
 """Benchmark: raw files -> validated Parquet lake, ours vs pandas + pandera, plus a 10M-row run.
 
-Ours: `flip_core.lake.ingest_raw_dir` (numpy line split, DuckDB SQL parse/dedup, pandera checks,
-DuckDB COPY to Parquet) into a fresh lake. Baseline, same run, same files: pandas
-`read_csv(sep='::', engine='python')` per file, then the same pandera models lazily (ratings
-also checked against the known users and movies), then `to_parquet` of the valid rows.
+Ours: `flip_core.lake.ingest_raw_dir` (Arrow parse of clean files, else numpy line split and
+DuckDB SQL parse/dedup; pandera checks; DuckDB COPY to Parquet) into a fresh lake. Baseline,
+same run, same files: pandas `read_csv(sep='::', engine='python')` per file, then the same
+pandera models lazily (ratings also checked against the known users and movies), then
+`to_parquet` of the valid rows.
 Rows/s counts every data row of users, movies and ratings, from the raw files to the lake.
 Both sides run `--repeats` times, alternating, each into a fresh folder, after one untimed warm-up
 run each; the best time of each side is reported (the machine may be shared). The CPU seconds of
