@@ -82,6 +82,17 @@ def local_prefect_server() -> Iterator[str | None]:
     try:
         _wait_healthy(proc, api, float(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()))
         with temporary_settings(updates={PREFECT_API_URL: api}):
-            yield api
+            try:
+                yield api
+            finally:
+                _flush_api_logs()
     finally:
         stop(proc, grace_s=10)
+
+
+def _flush_api_logs(timeout_s: float = 10.0) -> None:
+    """Send the run's queued log lines while the server is still up (otherwise the log worker
+    retries at interpreter exit against a stopped server and prints 'Error logging to API')."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout_s)

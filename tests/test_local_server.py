@@ -78,3 +78,42 @@ def test_killed_flip_run_takes_its_prefect_server_down(tmp_path: Path):
         log.close()
         if server is not None and _alive(server):
             os.kill(server, signal.SIGKILL)
+
+
+FLOW_WITH_LOGS = """
+from prefect import flow, get_run_logger
+from flows.local_server import local_prefect_server
+
+@flow
+def chatty() -> int:
+    for i in range(200):
+        get_run_logger().info("line %d", i)
+    return 7
+
+with local_prefect_server() as api:
+    assert api is not None and api.startswith("http://127.0.0.1:")
+    print("result", chatty())
+"""
+
+
+def test_run_logs_reach_the_server_before_it_stops(tmp_path: Path):
+    """The temporary server stops only after the log worker has sent the run's log lines (no
+    'Error logging to API' retries at exit against a stopped server)."""
+    env = {k: v for k, v in shim_env().items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", FLOW_WITH_LOGS],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "result 7" in done.stdout
+    assert "line 199" in done.stderr  # the flow did log
+    assert "Error logging to API" not in done.stderr
