@@ -285,6 +285,26 @@ def test_loss_only_model_monitors_valid_loss_and_calls_callbacks(tmp_path: Path)
     assert all(line["samples_per_s"] > 0 for line in lines if line["kind"] == "step")
 
 
+def test_eval_on_an_epochs_last_step_runs_once(tmp_path: Path) -> None:
+    """A periodic eval that lands on an epoch's last step is not repeated at the epoch end (a
+    second, identical eval would count twice towards early stopping)."""
+    recorder = _Recorder()
+    cfg = _plain_config(epochs=3, eval_every_steps=4, early_stopping_patience=0)
+    trainer = Trainer(
+        make_model(),
+        cfg,
+        make_data(128, seed=8),  # 4 steps an epoch: every 4th step is an epoch's last
+        make_data(64, seed=9),
+        output_dir=tmp_path,
+        collate_fn=keep_batch,
+        callbacks=[recorder],
+    )
+    result = trainer.train()
+    eval_steps = [h["step"] for h in result.history if "valid_auc" in h]
+    assert eval_steps == [4.0, 8.0, 12.0]
+    assert recorder.events.count("eval") == 3 and recorder.events.count("epoch") == 3
+
+
 def test_bad_settings_fail_clearly(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="bf16"):
         Trainer(

@@ -315,6 +315,10 @@ class Trainer:
     def _validate(self, raise_on_stop: bool = True) -> dict[str, float]:
         if self.valid_dataset is None:
             return {}
+        if self._last_valid.get("step") == float(self.state.step):
+            # already validated at this step (a periodic eval on the epoch's last step): the same
+            # metrics, neither recomputed nor counted twice towards early stopping
+            return dict(self._last_valid)
         metrics = self.evaluate(self.valid_dataset, "valid")
         monitor = self.monitor = self._monitor_name(metrics)
         value = metrics.get(monitor, math.nan)
