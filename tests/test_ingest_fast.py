@@ -121,7 +121,7 @@ def _outcome(raw: Path, data_root: Path, config: IngestConfig) -> tuple:
 
 
 class _Spy:
-    """Records what the fast parse (parsed or not, per chunk) and the clean write returned."""
+    """Records what the ratings' fast parse (parsed or not, per chunk) and clean write returned."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.parsed: list[bool] = []
@@ -133,9 +133,11 @@ class _Spy:
             self.parsed.append(table is not None)
             return table
 
-        def spy_clean(run: ingest_module._Run, *args: Any) -> bool:
-            self.clean.append(write_clean(run, *args))
-            return self.clean[-1]
+        def spy_clean(run: ingest_module._Run, table: str, *args: Any) -> bool:
+            done = write_clean(run, table, *args)
+            if table == "ratings":  # users and movies have a clean path of their own
+                self.clean.append(done)
+            return done
 
         monkeypatch.setattr(ingest_module, "parse_int_lines", spy_parse)
         monkeypatch.setattr(ingest_module._Run, "_write_clean", spy_clean)

@@ -130,7 +130,7 @@ def _both_paths(
 ) -> tuple[tuple[Any, ...], tuple[Any, ...], list[bool]]:
     """(outcome with the fast path, with the exact path only, fast clean writes per file)."""
     clean: list[bool] = []
-    write = ingest_module._Run._write_clean_rows
+    write = ingest_module._Run._write_clean
 
     def spy(run: ingest_module._Run, table: str, *args: Any) -> bool:
         done = write(run, table, *args)
@@ -138,7 +138,7 @@ def _both_paths(
             clean.append(done)
         return done
 
-    monkeypatch.setattr(ingest_module._Run, "_write_clean_rows", spy)
+    monkeypatch.setattr(ingest_module._Run, "_write_clean", spy)
     fast = _outcome(raw, tmp_path / "fast")
     monkeypatch.setattr(ingest_module, "_FAST_FIELDS", {})
     exact = _outcome(raw, tmp_path / "exact")

@@ -311,10 +311,8 @@ class _Run:
             )
             return
         typed, exact = self._stage(table, path, report)
-        if typed and not exact:
-            write_clean = self._write_clean if table in _FAST_TYPES else self._write_clean_rows
-            if write_clean(table, path, report, typed):
-                return
+        if typed and not exact and self._write_clean(table, path, report, typed):
+            return
         if not exact:  # the staging table is made when the first exact batch comes
             self.con.execute(load_sql(f"ingest/stage_{table}"))
         self._stage_typed(table, typed)
@@ -374,12 +372,6 @@ class _Run:
             self.con.unregister("typed")
 
     def _write_clean(
-        self, table: str, path: Path, report: SourceReport, typed: list[pa.Table]
-    ) -> bool:
-        """Write fast-parsed ratings as they are if all are new, unique and valid; else False."""
-        return self._write_clean_rows(table, path, report, typed)
-
-    def _write_clean_rows(
         self, table: str, path: Path, report: SourceReport, typed: list[pa.Table]
     ) -> bool:
         """Write fast-parsed rows as they are if all are new, unique and valid; else False."""
