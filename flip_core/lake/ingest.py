@@ -377,7 +377,6 @@ class _Run:
         """Write fast-parsed rows as they are if all are new, unique and valid; else False."""
         rows = pa.concat_tables(typed)
         target = self.staging / table / self._part()
-        target.parent.mkdir(parents=True, exist_ok=True)
         # The file is written while the checks run; it is removed if a check fails.
         writing = _Background(lambda: self._copy_clean(table, path, rows, target), "ingest-write")
         try:
@@ -397,10 +396,7 @@ class _Run:
         """COPY clean rows to `target` on a cursor of its own (runs beside the checks)."""
         with self.con.cursor() as cursor:
             cursor.register("clean", rows)
-            params = {"path": str(target)}
-            if table == "ratings":
-                params["source"] = path.name
-            cursor.execute(load_sql(f"ingest/write_clean_{table}"), params)
+            _copy_rows(cursor, f"write_clean_{table}", table, path, target)
 
     def _all_clean(self, table: str, rows: pa.Table) -> bool:
         """No key twice, none in the lake, and pandera accepts every row.
@@ -510,11 +506,7 @@ class _Run:
         if report.kept:
             target = self.staging / table / part
             if written is None:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                params = {"path": str(target)}
-                if table == "ratings":
-                    params["source"] = path.name
-                self.con.execute(load_sql(f"ingest/write_{table}"), params)
+                _copy_rows(self.con, f"write_{table}", table, path, target)
             assert written in (None, target)
             self.staged[table].append(target)
             files.append(f"{table}/{part}")
@@ -591,6 +583,18 @@ class _Run:
         with contextlib.suppress(Exception):  # a failed connect was raised already
             self.con.close()
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _copy_rows(
+    con: duckdb.DuckDBPyConnection, statement: str, table: str, source: Path, target: Path
+) -> None:
+    """Run the `COPY ... TO $path` statement `ingest/<statement>` into `target` (ratings rows
+    also name their `source` file)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    params = {"path": str(target)}
+    if table == "ratings":
+        params["source"] = source.name
+    con.execute(load_sql(f"ingest/{statement}"), params)
 
 
 class _Background:
