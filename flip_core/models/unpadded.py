@@ -42,8 +42,14 @@ def supports_unpadded(encoder: nn.Module) -> bool:
 def _has_bert_layer_shape(layer: Any) -> bool:
     try:
         attn, attn_out, out = layer.attention.self, layer.attention.output, layer.output
-        linears = [attn.query, attn.key, attn.value, attn_out.dense, layer.intermediate.dense]
-        linears.append(out.dense)
+        linears = [
+            attn.query,
+            attn.key,
+            attn.value,
+            attn_out.dense,
+            layer.intermediate.dense,
+            out.dense,
+        ]
         norms = (attn_out.LayerNorm, out.LayerNorm)
         dropouts = (attn.dropout, attn_out.dropout, out.dropout)
     except AttributeError:
