@@ -264,36 +264,44 @@ def run_pair(args: argparse.Namespace, out: Path) -> tuple[dict[str, Any], dict[
     return ours, peer_result
 
 
-def summarize(runs: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+Pair = tuple[dict[str, Any], dict[str, Any]]
+
+
+def paired_rates(runs: list[Pair], key: str) -> tuple[list[float], float, float]:
+    """Over `key` seconds (`epoch_seconds` or `epoch_cpu_seconds`): each (our epoch, the peer
+    epoch before it) pair's ratio of samples/s, and our and the peer's total samples/s."""
+    ratios: list[float] = []
+    rows, seconds = [0, 0], [0.0, 0.0]
+    for pair in runs:
+        ours, peer = pair
+        ratios += [
+            (my_rows / mine) / (their_rows / theirs)
+            for mine, my_rows, theirs, their_rows in zip(
+                ours[key], ours["epoch_rows"], peer[key], peer["epoch_rows"], strict=True
+            )
+        ]
+        for side, epochs in enumerate(pair):
+            rows[side] += sum(epochs["epoch_rows"])
+            seconds[side] += sum(epochs[key])
+    return ratios, round(rows[0] / seconds[0], 1), round(rows[1] / seconds[1], 1)
+
+
+def summarize(runs: list[Pair]) -> dict[str, Any]:
     """Median paired ratios (wall clock and CPU time), total samples/s per side, median AUCs."""
-    ratios: dict[str, list[float]] = {"epoch_seconds": [], "epoch_cpu_seconds": []}
-    totals: dict[str, float] = {}
-    for ours, peer in runs:
-        for key, values in ratios.items():
-            for i, (mine, theirs) in enumerate(zip(ours[key], peer[key], strict=True)):
-                values.append((ours["epoch_rows"][i] / mine) / (peer["epoch_rows"][i] / theirs))
-                for side, rows, secs in (("ours", ours, mine), ("peer", peer, theirs)):
-                    totals[f"{side}_{key}"] = totals.get(f"{side}_{key}", 0.0) + secs
-                    totals[f"{side}_{key}_rows"] = (
-                        totals.get(f"{side}_{key}_rows", 0.0) + rows["epoch_rows"][i]
-                    )
-
-    def rate(side: str, key: str) -> float:
-        return round(totals[f"{side}_{key}_rows"] / totals[f"{side}_{key}"], 1)
-
-    wall, cpu = ratios["epoch_seconds"], ratios["epoch_cpu_seconds"]
+    wall, ours_rate, peer_rate = paired_rates(runs, "epoch_seconds")
+    cpu, ours_cpu_rate, peer_cpu_rate = paired_rates(runs, "epoch_cpu_seconds")
     return {
         "benchmark": "peers",
         "peer": runs[0][1]["peer"],
         "auc": round(statistics.median(o["test_auc"] for o, _ in runs), 5),
         "peer_auc": round(statistics.median(p["test_auc"] for _, p in runs), 5),
-        "samples_per_s": rate("ours", "epoch_seconds"),
-        "peer_samples_per_s": rate("peer", "epoch_seconds"),
+        "samples_per_s": ours_rate,
+        "peer_samples_per_s": peer_rate,
         "ratio": round(statistics.median(wall), 3),
         "ratio_min": round(min(wall), 3),
         "ratio_max": round(max(wall), 3),
-        "cpu_samples_per_s": rate("ours", "epoch_cpu_seconds"),
-        "peer_cpu_samples_per_s": rate("peer", "epoch_cpu_seconds"),
+        "cpu_samples_per_s": ours_cpu_rate,
+        "peer_cpu_samples_per_s": peer_cpu_rate,
         "cpu_ratio": round(statistics.median(cpu), 3),
         "pairs": len(wall),
     }
