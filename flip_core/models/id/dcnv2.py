@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from flip_core.config import IDModelConfig
+from flip_core.models.fused import WorkspacePool, can_fuse_parallel_dcn, parallel_dcn
 from flip_core.models.id.base import IDModel
 from flip_core.models.id.registry import register_id_model
 from flip_core.models.layers import MLP, CrossNetV2
@@ -16,7 +17,10 @@ from flip_core.models.layers import MLP, CrossNetV2
 @register_id_model("dcnv2")
 class DCNv2(IDModel):
     """Options: `structure` ("stacked": cross then MLP; "parallel": cross beside MLP),
-    `cross_layers`, `low_rank` (None for full-rank cross matrices), `batch_norm`."""
+    `cross_layers`, `low_rank` (None for full-rank cross matrices), `batch_norm`.
+
+    Training the parallel structure on CPU takes the fused path of `flip_core.models.fused`
+    (same arithmetic, one autograd node); everything else runs the modules below."""
 
     default_options: ClassVar[dict[str, Any]] = {
         "structure": "parallel",
@@ -41,10 +45,15 @@ class DCNv2(IDModel):
         else:
             self.repr_dim = self.cross.out_dim + self.mlp.out_dim
         self.head = nn.Linear(self.repr_dim, 1)
+        self.workspaces = WorkspacePool()
 
     def encode(self, field_ids: Tensor, embeddings: Tensor) -> tuple[Tensor, Tensor]:
         """Cross and deep parts over the flattened embeddings."""
         x0 = embeddings.flatten(1)
+        if self.options["structure"] == "parallel" and can_fuse_parallel_dcn(
+            self.cross, self.mlp, x0
+        ):
+            return parallel_dcn(x0, self.cross, self.mlp, self.head, self.workspaces)
         if self.options["structure"] == "stacked":
             row = self.mlp(self.cross(x0))
         else:
