@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
-from itertools import islice
 from typing import Any
 
 import torch
@@ -71,11 +71,46 @@ class ResumableDistributedSampler(DistributedSampler[Any]):
         """Skip this many of this rank's samples at the start of the current epoch."""
         self.skip = samples
 
+    def epoch_indices(self) -> Tensor:
+        """This rank's remaining indices for the current epoch, in order (the order of
+        `DistributedSampler`: a seeded permutation, padded to a multiple of the ranks by
+        repeating its start, rank r taking every N-th index), as one int64 tensor."""
+        n = len(self.dataset)  # type: ignore[arg-type]
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(n, generator=gen)
+        else:
+            order = torch.arange(n)
+        if self.total_size > n:
+            order = order.repeat(math.ceil(self.total_size / n))
+        order = order[: self.total_size][self.rank :: self.num_replicas]
+        return order[self.skip :]
+
     def __iter__(self) -> Iterator[int]:
-        return islice(super().__iter__(), self.skip, None)
+        return iter(self.epoch_indices().tolist())
 
     def __len__(self) -> int:
         return max(0, self.num_samples - self.skip)
+
+
+class IndexBatchSampler(torch.utils.data.Sampler[Any]):
+    """Batches of a `ResumableDistributedSampler`'s order, the last one possibly short.
+
+    For datasets with `__getitems__` each batch is an int64 index tensor (a slice of the epoch's
+    order: no Python int per row); for the others, a list of ints.
+    """
+
+    def __init__(self, sampler: ResumableDistributedSampler, batch_size: int) -> None:
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.as_tensors = callable(getattr(sampler.dataset, "__getitems__", None))
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.sampler.epoch_indices().split(self.batch_size):
+            yield batch if self.as_tensors else batch.tolist()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)
 
 
 class ShardSampler(torch.utils.data.Sampler[int]):

@@ -40,7 +40,11 @@ from flip_core.training.checkpoint import (
     save_checkpoint,
     seed_everything,
 )
-from flip_core.training.data import ResumableDistributedSampler, ShardSampler
+from flip_core.training.data import (
+    IndexBatchSampler,
+    ResumableDistributedSampler,
+    ShardSampler,
+)
 from flip_core.training.progress import ProgressBar
 
 Batch = dict[str, Tensor]
@@ -225,8 +229,7 @@ class Trainer:
         sampler.set_skip(self.state.batch_in_epoch * self.local_batch_size)
         loader = DataLoader(
             self.train_dataset,
-            batch_size=self.local_batch_size,
-            sampler=sampler,
+            batch_sampler=IndexBatchSampler(sampler, self.local_batch_size),
             collate_fn=self.collate_fn,
             generator=torch.Generator(),  # keeps the global RNG untouched by the loader
         )
