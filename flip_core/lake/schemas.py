@@ -128,10 +128,11 @@ def failure_reasons(
     """Validate `frame` lazily; map each failing row's index label to a readable reason.
 
     Raises `SchemaErrors` when a failure is not tied to rows (a wrong column or dtype): that is a
-    bug upstream, not bad input.
+    bug upstream, not bad input. `frame` is validated in place (no copy): the lake models coerce
+    nothing, so it is left as it was.
     """
     try:
-        schema.validate(frame, lazy=True)
+        schema.validate(frame, lazy=True, inplace=True)
     except SchemaErrors as exc:
         return _reasons(exc.failure_cases)
     return {}
