@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flip_core.models.layers import MLP, CrossNetV2, dropout_keep_mask
+from flip_core.models.layers import MLP, CrossNetV2, relu_dropout_into
 
 
 class _Workspace:
@@ -121,21 +121,16 @@ class _ParallelDCN(torch.autograd.Function):
         if num_cross == 0:
             row[:, :dim].copy_(x0)
         # deep tower: z_{k+1} = relu_dropout(W_k z_k + b_k); the last one lands in row[:, D:]
-        scale = 1.0 / (1.0 - round(p * 32768) / 32768)
         zs, masks = [x0], []
         num_mlp = len(weights) - num_cross - 1
         for k in range(num_mlp):
             w, b = weights[num_cross + k], biases[num_cross + k]
             a = torch.addmm(b, zs[-1], w.t(), out=buf(f"a{k}", (rows, w.shape[0])))
-            keep = a > 0
-            if p > 0:  # the stock relu_dropout's mask: the same draws, in the same order
-                keep.logical_and_(dropout_keep_mask(a.shape, p, a.device))
-            mask = buf(f"m{k}", tuple(a.shape))
-            mask.copy_(keep)
-            if p > 0:
-                mask.mul_(scale)
             out = row[:, dim:] if k == num_mlp - 1 else buf(f"z{k + 1}", tuple(a.shape))
-            zs.append(torch.mul(a, mask, out=out))
+            mask = buf(f"m{k}", tuple(a.shape))
+            # the stock relu_dropout: the same draws, in the same order
+            relu_dropout_into(a, p, out, mask)
+            zs.append(out)
             masks.append(mask)
         logits = torch.addmv(biases[-1], row, weights[-1][0])
         # Workspace tensors are kept on ctx. The backward needs neither the first (x0, in

@@ -123,42 +123,70 @@ class MLP(nn.Module):
         return x
 
 
-def dropout_keep_mask(shape: torch.Size, p: float, device: torch.device) -> Tensor:
-    """Bool mask, True with probability `1 - q` per element, where `q` is `p` rounded to a
-    multiple of 2**-15.
+def dropout_scale(p: float) -> float:
+    """`1 / (1 - q)`, the inverted-dropout factor for `q`, `p` rounded to a multiple of 2**-15."""
+    return 1.0 / (1.0 - round(p * 32768) / 32768)
+
+
+def dropout_keep_scale(
+    shape: Sequence[int], p: float, device: torch.device, out: Tensor | None = None
+) -> Tensor:
+    """Float32 inverted-dropout factors: `1 / (1 - q)` with probability `1 - q`, else 0, where
+    `q` is `p` rounded to a multiple of 2**-15. Written into `out` (float32, contiguous) when
+    given.
 
     Draws 63 random bits per 4 elements (one int64 `random_`, split into four 16-bit lanes),
-    several times cheaper on CPU than `bernoulli_`.
+    several times cheaper on CPU than `bernoulli_`; the lanes become factors through float
+    arithmetic only (CPU kernels that write bool tensors are several times slower).
     """
     numel = math.prod(shape)
     bits = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device).random_()
     # random_ gives [0, 2**63): shifted left by one, the three upper 16-bit lanes are uniform on
     # [-2**15, 2**15) and the lowest lane uniform on the even numbers of that range
-    lanes = bits.bitwise_left_shift_(1).view(torch.int16)
+    lanes = bits.bitwise_left_shift_(1).view(torch.int16)[:numel]
     threshold = 2 * round(p * 32768) - 32768
-    return (lanes[:numel] >= threshold).view(shape)
+    factors = torch.empty(shape, dtype=torch.float32, device=device) if out is None else out
+    if factors.dtype != torch.float32 or not factors.is_contiguous():
+        raise ValueError("dropout_keep_scale: out must be a contiguous float32 tensor")
+    factors.view(-1).copy_(lanes)
+    # integer-valued lanes: lane >= threshold <=> lane - (threshold - 1) >= 1, so clamping that
+    # difference to [0, 1] gives the keep bit
+    return factors.sub_(threshold - 1).clamp_(0.0, 1.0).mul_(dropout_scale(p))
+
+
+def relu_dropout_into(x: Tensor, p: float, out: Tensor, grad_factor: Tensor) -> None:
+    """Training-mode `dropout(relu(x), p)` into `out`, and into `grad_factor` what its backward
+    multiplies the incoming gradient by (`(out > 0) / (1 - q)`). `x` is left as it was."""
+    if p > 0:
+        exact = grad_factor.dtype == torch.float32 and grad_factor.is_contiguous()
+        factors = dropout_keep_scale(x.shape, p, x.device, out=grad_factor if exact else None)
+        torch.clamp_min(x, 0.0, out=out).mul_(factors)
+        torch.sign(out, out=grad_factor).mul_(dropout_scale(p))
+    else:
+        torch.clamp_min(x, 0.0, out=out)
+        torch.sign(out, out=grad_factor)
 
 
 class _ReluDropout(torch.autograd.Function):
-    """ReLU then inverted dropout in one mask: `x * ((x > 0) & keep) / (1 - q)`."""
+    """ReLU then inverted dropout: `relu(x) * keep / (1 - q)`."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, p: float) -> Tensor:
-        keep = dropout_keep_mask(x.shape, p, x.device)
-        keep.logical_and_(x > 0)
-        mask = keep.to(x.dtype).mul_(1.0 / (1.0 - round(p * 32768) / 32768))
-        ctx.save_for_backward(mask)
-        return x * mask
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        grad_factor = torch.empty_like(out)
+        relu_dropout_into(x, p, out, grad_factor)
+        ctx.save_for_backward(grad_factor)
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (mask,) = ctx.saved_tensors
-        return grad * mask, None
+        (grad_factor,) = ctx.saved_tensors
+        return grad * grad_factor, None
 
 
 def relu_dropout(x: Tensor, p: float) -> Tensor:
     """`dropout(relu(x), p)` in training mode, with `p` rounded to a multiple of 2**-15 (see
-    `dropout_keep_mask`); one elementwise mask forward and one multiply backward."""
+    `dropout_keep_scale`); float elementwise ops forward, one multiply backward."""
     out: Tensor = _ReluDropout.apply(x, p)
     return out
 

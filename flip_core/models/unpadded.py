@@ -9,7 +9,7 @@ stock forward at every real position (tested to float tolerance); padding positi
 zeros instead of the stock forward's unused values.
 
 In training mode the layers' dropout (hidden states and attention probabilities) draws its keep
-mask from 16-bit random lanes (`flip_core.models.layers.dropout_keep_mask`), several times cheaper
+mask from 16-bit random lanes (`flip_core.models.layers.dropout_keep_scale`), several times cheaper
 on CPU than `bernoulli_`; the rate is rounded to a multiple of 2**-15 (0.1 -> 0.100006).
 """
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from flip_core.models.layers import dropout_keep_mask
+from flip_core.models.layers import dropout_keep_scale
 
 SUPPORTED_MODEL_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "camembert"})
 
@@ -116,5 +116,4 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Inverted dropout with the cheap keep mask (rate rounded to a multiple of 2**-15)."""
     if p <= 0.0:
         return x
-    keep = dropout_keep_mask(x.shape, p, x.device)
-    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - round(p * 32768) / 32768))
+    return x * dropout_keep_scale(x.shape, p, x.device).to(x.dtype)
