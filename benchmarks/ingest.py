@@ -15,6 +15,11 @@ The 10M-row synthetic ratings file (plus 6,040 users, 3,952 movies) is ingested 
 process, whose peak RSS comes from `os.wait4`. The pandas baseline on it is optional
 (`--baseline-10m`; about 3 minutes on 2 cores).
 
+`--components` also times, each alone, the steps any ingest of the ml-1m files must take (read,
+inflate and parse the ratings; open DuckDB; pandera on every table; the ratings `COPY`), and
+prints the ratio to pandas they would allow if nothing else ran and they were spread perfectly
+over the cores: a ceiling for this machine, not a target.
+
 Run: `flock /tmp/flip-heavy.lock .venv/bin/python benchmarks/ingest.py` (synthetic data stands in
 when ../shared/data/ml-1m is absent). Last line: one JSON object.
 """
@@ -28,16 +33,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from flip_core.config import DuckDBConfig, IngestConfig
 from flip_core.data.synth import write_synthetic_movielens
 from flip_core.lake import MoviesModel, UsersModel, ingest_raw_dir
-from flip_core.lake.ingest import find_sources
+from flip_core.lake.duck import connect
+from flip_core.lake.ingest import ENCODING, find_sources
+from flip_core.lake.lines import LineStats, TypedBatch, iter_batches, parse_int_lines
+from flip_core.lake.manifest import lake_dir
 from flip_core.lake.schemas import TABLES, failure_reasons, ratings_schema
+from flip_core.sql import load_sql
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RAW = REPO.parent / "shared" / "data" / "ml-1m"
@@ -137,6 +150,59 @@ def child_run(raw: Path, work: Path, threads: int) -> tuple[int, float, float]:
     return int(result["rows"]), float(result["seconds"]), usage.ru_maxrss * 1024 / GIB
 
 
+def best_of(call: Callable[[], Any], repeats: int) -> tuple[Any, float, float]:
+    """`call()` run `repeats` times: (its last result, best wall seconds, best CPU seconds)."""
+    wall, cpu, result = float("inf"), float("inf"), None
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        result = call()
+        wall = min(wall, time.perf_counter() - start)
+        cpu = min(cpu, time.process_time() - cpu_start)
+    return result, wall, cpu
+
+
+def components(raw: Path, lake: Path, threads: int, repeats: int) -> dict[str, tuple[float, float]]:
+    """Wall and CPU seconds of the steps every ingest of `raw` must take, each run alone (best
+    of `repeats`): reading + parsing the ratings, opening DuckDB, pandera on every table, and
+    the ratings `COPY`. `lake` is a lake of `raw` already ingested (its users and movies)."""
+    config = IngestConfig(duckdb=DuckDBConfig(threads=threads))
+    path = next(p for t, p in find_sources(raw) if t == "ratings")
+    types = {"user_id": pa.int32(), "movie_id": pa.int32(), "rating": pa.int32()}
+    types["timestamp"] = pa.int64()
+    costs: dict[str, tuple[float, float]] = {}
+
+    def measure(name: str, call: Callable[[], Any]) -> Any:
+        result, wall, cpu = best_of(call, repeats)
+        costs[name] = (wall, cpu)
+        return result
+
+    def fast(data: bytes, first: int, lines: int) -> pa.Table | None:
+        return parse_int_lines(data, first, lines, types, config.max_line_bytes)
+
+    def parse() -> pa.Table:
+        chunk, stats = config.chunk_mib << 20, LineStats()
+        batches = iter_batches(path, ENCODING, chunk, config.max_line_bytes, stats, fast)
+        return pa.concat_tables([b.table for b in batches if isinstance(b, TypedBatch)])
+
+    ratings = measure("ratings: read, inflate, parse", parse).select(list(TABLES["ratings"].fields))
+    dims = {t: pq.read_table(lake / t).select(list(TABLES[t].fields)) for t in ("users", "movies")}
+    users, movies = dims["users"]["user_id"].to_numpy(), dims["movies"]["movie_id"].to_numpy()
+    schema = ratings_schema(users, movies, key_checked=True)
+    measure("ratings: pandera", lambda: failure_reasons(schema, ratings.to_pandas()))
+    models = {"users": UsersModel, "movies": MoviesModel}
+    measure(
+        "users + movies: pandera",
+        lambda: [failure_reasons(models[t].to_schema(), dims[t].to_pandas()) for t in models],
+    )
+    con = measure("DuckDB connect", lambda: connect(config.duckdb))
+    con.register("clean", ratings.append_column("line_number", pa.array(range(len(ratings)))))
+    params = {"path": str(lake.parent / "components.parquet"), "source": path.name}
+    copy = load_sql("ingest/write_clean_ratings")
+    measure("ratings: COPY to Parquet", lambda: con.execute(copy, params))
+    con.close()
+    return costs
+
+
 def warm_up() -> None:
     """Import and register pandera's pandas backend once, outside every timed section."""
     frame = pd.DataFrame({c: pd.Series([1], dtype="int32") for c in ("user_id", "movie_id")})
@@ -153,6 +219,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="Timed runs per side (best kept).")
     parser.add_argument("--baseline-10m", action="store_true", help="Also time pandas on 10M.")
+    parser.add_argument(
+        "--components",
+        action="store_true",
+        help="Also time the steps every ingest must take, each alone, and the ratio they allow.",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -189,6 +260,16 @@ def main() -> None:
         print(f"  pandas   {base_seconds:8.2f} s  {base_rate:12,.0f} rows/s")
         print(f"  ratio    {rate / base_rate:8.1f}x")
         print(f"  cpu      ours {cpu:.3f} s, pandas {base_cpu:.3f} s: {base_cpu / cpu:.1f}x")
+        if args.components:
+            lake = lake_dir(work / "a0" / "ours", IngestConfig().dataset)
+            costs = components(raw, lake, args.threads, args.repeats)
+            for name, (wall, cpu_s) in costs.items():
+                print(f"  {name:32s} wall {wall * 1e3:6.1f} ms  cpu {cpu_s * 1e3:6.1f} ms")
+            floor = sum(c for _, c in costs.values()) / args.threads
+            print(
+                f"  these steps alone, spread perfectly over {args.threads} cores: {floor:.3f} s,"
+                f" i.e. at most {base_seconds / floor:.1f}x pandas"
+            )
 
         big = synthetic_10m(args.work_dir / f"flip-bench-ingest-{args.rows_10m}", args.rows_10m)
         rows10, seconds10, rss10 = child_run(big, work / "b", args.threads)
