@@ -10,7 +10,7 @@ import torch
 
 from flip_core.config import IDModelConfig
 from flip_core.models import IDModel, IDModelOutput, build_id_model, known_id_models
-from flip_core.models.layers import MLP, FieldEmbedding, relu_dropout
+from flip_core.models.layers import MLP, FieldEmbedding, dropout_keep_scale, relu_dropout
 
 torch.set_num_threads(1)  # tiny tensors: extra threads only add contention on shared CI cores
 
@@ -138,6 +138,27 @@ def test_relu_dropout_keeps_the_right_share_and_scales() -> None:
     y.backward(grad)
     assert x.grad is not None
     torch.testing.assert_close(x.grad, grad * kept * scale)
+
+
+def test_relu_dropout_in_bf16_keeps_the_float32_decisions() -> None:
+    # the keep factors are computed in float32 whatever the input dtype: 16-bit lanes do not
+    # survive a bf16 round trip, which would move the threshold
+    x = torch.randn(64, 333)
+    torch.manual_seed(5)
+    ref = relu_dropout(x, 0.1)
+    torch.manual_seed(5)
+    low = relu_dropout(x.bfloat16(), 0.1)
+    assert low.dtype == torch.bfloat16
+    assert torch.equal(low != 0, ref != 0)
+    torch.testing.assert_close(low.float(), ref, rtol=1e-2, atol=1e-2)
+
+
+def test_dropout_keep_scale_refuses_an_unusable_out() -> None:
+    for out in (torch.empty(4, 8, dtype=torch.bfloat16), torch.empty(8, 4).t()):
+        with pytest.raises(ValueError, match="contiguous float32"):
+            dropout_keep_scale(out.shape, 0.1, out.device, out=out)
+    factors = dropout_keep_scale((4, 8), 0.5, torch.device("cpu"), out=torch.empty(4, 8))
+    assert set(factors.unique().tolist()) <= {0.0, 2.0}
 
 
 def test_mlp_dropout_is_seeded_and_off_in_eval() -> None:
