@@ -158,8 +158,9 @@ def relu_dropout_into(x: Tensor, p: float, out: Tensor, grad_factor: Tensor) -> 
     """Training-mode `dropout(relu(x), p)` into `out`, and into `grad_factor` what its backward
     multiplies the incoming gradient by (`(out > 0) / (1 - q)`). `x` is left as it was."""
     if p > 0:
-        exact = grad_factor.dtype == torch.float32 and grad_factor.is_contiguous()
-        factors = dropout_keep_scale(x.shape, p, x.device, out=grad_factor if exact else None)
+        # the factors need float32 (16-bit lanes do not survive bf16); else a scratch tensor
+        usable = grad_factor.dtype == torch.float32 and grad_factor.is_contiguous()
+        factors = dropout_keep_scale(x.shape, p, x.device, out=grad_factor if usable else None)
         torch.clamp_min(x, 0.0, out=out).mul_(factors)
         torch.sign(out, out=grad_factor).mul_(dropout_scale(p))
     else:
