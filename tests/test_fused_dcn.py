@@ -144,3 +144,32 @@ def test_workspaces_come_back_to_the_pool() -> None:
     del unused
     gc.collect()
     assert len(pool.free) == pool.keep
+
+
+def test_under_torch_compile_the_stock_modules_are_traced(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the fused node keeps Python state (workspace leases) that dynamo cannot trace; compiled
+    # models must run the stock modules and still give the eager results
+    unraisable: list[object] = []
+    monkeypatch.setattr("sys.unraisablehook", unraisable.append)
+    ids = _ids(32, 7)
+    labels = (ids[:, 0] % 2).float()
+    results = []
+    for compile_it in (False, True):
+        model = _model(0.2).train()
+        runner = torch.compile(model, backend="eager") if compile_it else model
+        torch.manual_seed(11)
+        out = runner(field_ids=ids, labels=labels)
+        assert out.loss is not None
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        loss = out.loss.detach()
+        del out  # frees the autograd graph, and with it any workspace lease
+        gc.collect()
+        results.append((loss, grads, len(model.workspaces.free)))
+    (eager_loss, eager_grads, eager_free), (loss, grads, free) = results
+    assert eager_free == 1 and free == 0  # eager leased a workspace, the compiled model did not
+    torch.testing.assert_close(loss, eager_loss)
+    assert grads.keys() == eager_grads.keys()
+    for name, value in eager_grads.items():
+        torch.testing.assert_close(grads[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert unraisable == []

@@ -66,10 +66,12 @@ class _Lease:
 
 
 def can_fuse_parallel_dcn(cross: CrossNetV2, mlp: MLP, x0: Tensor) -> bool:
-    """Whether `parallel_dcn` applies: CPU, float32, grad enabled, no autocast, full-rank cross
-    layers, an MLP of Linear/ReLU(/Dropout) blocks."""
+    """Whether `parallel_dcn` applies: eager mode (under `torch.compile` the stock modules are
+    traced instead), CPU, float32, grad enabled, no autocast, full-rank cross layers, an MLP of
+    Linear/ReLU(/Dropout) blocks."""
     return (
-        x0.device.type == "cpu"
+        not torch.compiler.is_compiling()
+        and x0.device.type == "cpu"
         and x0.dtype == torch.float32
         and torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
