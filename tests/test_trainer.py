@@ -175,6 +175,34 @@ def test_grad_accumulation_equals_larger_batch(tmp_path: Path) -> None:
         torch.testing.assert_close(_state(small.model)[key], value, rtol=1e-5, atol=1e-6)
 
 
+def test_compiled_training_matches_eager(tmp_path: Path) -> None:
+    # training.compile=true: the same steps and weights as eager (no dropout, so no RNG in the
+    # graph), and the saved model keeps the plain parameter names
+    data = make_data(128, seed=6)
+    states, losses = [], []
+    for compiled in (False, True):
+        cfg = _plain_config(compile=compiled, epochs=1)
+        trainer = Trainer(
+            make_model(dropout=0.0),
+            cfg,
+            data,
+            make_data(64, seed=7),
+            output_dir=tmp_path / str(compiled),
+            collate_fn=keep_batch,
+        )
+        result = trainer.train()
+        assert result.global_step == 4
+        states.append(_state(trainer.model))
+        losses.append([h["loss"] for h in result.history if "loss" in h])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    for key, value in states[0].items():
+        torch.testing.assert_close(states[1][key], value, rtol=1e-5, atol=1e-6, msg=key)
+    saved = json.loads((tmp_path / "True" / "best" / "config.json").read_text(encoding="utf-8"))
+    assert saved["backbone"] == "dcnv2"
+    reloaded = type(trainer.model).from_pretrained(tmp_path / "True" / "best")
+    assert set(_state(reloaded)) == set(states[1])
+
+
 def test_learns_and_selects_best_on_valid(tmp_path: Path) -> None:
     cfg = _plain_config(epochs=3, early_stopping_patience=5)
     trainer = Trainer(
