@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from flip_core.config import IDModelConfig, TrainingConfig
-from flip_core.models import build_id_model
+from flip_core.models import IDModel, build_id_model
 from flip_core.training import (
     JsonlMetricsCallback,
     TensorDictDataset,
@@ -199,7 +199,7 @@ def test_compiled_training_matches_eager(tmp_path: Path) -> None:
         torch.testing.assert_close(states[1][key], value, rtol=1e-5, atol=1e-6, msg=key)
     saved = json.loads((tmp_path / "True" / "best" / "config.json").read_text(encoding="utf-8"))
     assert saved["backbone"] == "dcnv2"
-    reloaded = type(trainer.model).from_pretrained(tmp_path / "True" / "best")
+    reloaded = IDModel.from_pretrained(tmp_path / "True" / "best")
     assert set(_state(reloaded)) == set(states[1])
 
 
