@@ -7,16 +7,23 @@ file. Unknown or mistyped keys are errors that name the key and where it came fr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the key and its source."""
+
+
+_DUCKDB_MEMORY = re.compile(
+    r"^\s*(\d+(\.\d+)?\s*(%|b|bytes?|[kmgt]i?b?|(kilo|mega|giga|tera)bytes?)|-1|none)\s*$",
+    re.IGNORECASE,
+)
 
 
 class _Section(BaseModel):
@@ -48,6 +55,16 @@ class DuckDBConfig(_Section):
     memory_limit: str = "4GB"
     threads: int = Field(default=2, ge=1)
     temp_directory: Path | None = None
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _duckdb_size(cls, value: str) -> str:
+        """The forms DuckDB's `memory_limit` takes: a size with a unit, a share of RAM, none."""
+        if not _DUCKDB_MEMORY.match(value):
+            raise ValueError(
+                "expected a size such as 4GB, 512MiB or 1.5GB, a share such as 50%, or none"
+            )
+        return value
 
 
 class IngestConfig(_Section):

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flip_core.config import ConfigError, FlipConfig, load_config
 from flip_core.data.synth import write_synthetic_movielens
@@ -55,7 +56,7 @@ def resolve_config(config: Path | None, overrides: list[str] | None) -> FlipConf
     try:
         return load_config(config, overrides or [])
     except ConfigError as exc:
-        err_console.print(f"[bold red]config error:[/] {exc}")
+        err_console.print(f"[bold red]config error:[/] {escape(str(exc))}")
         raise typer.Exit(code=2) from None
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flip_core.config import ConfigError, FlipConfig, load_config
 from flows.params import named_overrides
@@ -16,7 +17,7 @@ err_console = Console(stderr=True, width=400)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]{message}[/]", markup=True, highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]{escape(message)}[/]", highlight=False, soft_wrap=True)
     return typer.Exit(code=code)
 
 

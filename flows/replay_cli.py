@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flip_core.data.replay import ReplayError, replay
 
@@ -20,7 +21,8 @@ def _parse_day(text: str | None) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        err_console.print(f"[bold red]error:[/] --until {text!r} is not a date (YYYY-MM-DD)")
+        bad = escape(repr(text))
+        err_console.print(f"[bold red]error:[/] --until {bad} is not a date (YYYY-MM-DD)")
         raise typer.Exit(code=2) from None
 
 
@@ -44,7 +46,7 @@ def replay_command(
     try:
         result = replay(raw_dir, inbox, _parse_day(until), days, next_)
     except ReplayError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(code=2) from None
     span = f" ({result.written[0]} .. {result.written[-1]})" if result.written else ""
     typer.echo(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flip_core.config import ConfigError, load_config
 from flip_core.scoring import ScoringError
@@ -52,7 +53,8 @@ def score_command(
             uri, input_path, output_path, chunk_rows, cfg.mlflow.tracking_uri, keep_cols
         )
     except (ConfigError, ScoringError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        message = escape(str(exc))
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
     rate = summary.rows / max(summary.seconds, 1e-9)
     console.print(

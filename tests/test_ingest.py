@@ -230,6 +230,26 @@ def test_cli_ingest_prints_summary_and_fails_in_one_line(
         assert runner.invoke(app, [*args, "--help"]).exit_code == 0
 
 
+def test_cli_errors_print_bracketed_text_as_it_is(tmp_path: Path) -> None:
+    # console markup must not eat (or crash on) brackets that come from the data or the config
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "users.dat").write_text("1::F::1::10::48067\n", encoding="latin-1")
+    (raw / "movies.dat").write_text("1::Toy Story (1995)::Animation\n", encoding="latin-1")
+    (raw / "ratings.dat").write_text("1::1::5::978300760\n[/b]::1::5::1\n", encoding="latin-1")
+    runner = CliRunner()
+    args = ["data", "ingest", "--raw-dir", str(raw), "--data-root", str(tmp_path / "data")]
+    bad_row = runner.invoke(app, args)
+    assert bad_row.exit_code == 1
+    assert "ratings.dat line 2: user_id: not an integer ('[/b]')" in bad_row.output
+    bad_limit = runner.invoke(app, [*args, "--set", "ingest.duckdb.memory_limit=lots"])
+    assert bad_limit.exit_code == 2
+    assert "'ingest.duckdb.memory_limit': Value error, expected a size such as 4GB" in (
+        bad_limit.output
+    )
+    assert "(got 'lots')" in bad_limit.output
+
+
 @pytest.mark.usefixtures("prefect_api")
 def test_ingest_flow_reports_the_lake_and_reruns_add_nothing(
     synthetic_raw: Path, tmp_path: Path
