@@ -77,7 +77,8 @@ def data_synth(
     """Write a synthetic MovieLens-1M-shaped dataset (users.dat, movies.dat, ratings.dat)."""
     counts = write_synthetic_movielens(out, users, movies, ratings_per_user, seed)
     console.print(
-        f"wrote {counts.users} users, {counts.movies} movies, {counts.ratings} ratings to {out}"
+        f"wrote {counts.users} users, {counts.movies} movies, {counts.ratings} ratings to {out}",
+        markup=False,
     )
 
 

@@ -166,4 +166,4 @@ def _report(model_dir: Path, metrics: dict[str, float], steps: int) -> None:
     console.print(f"steps: {steps}")
     for key, value in sorted(metrics.items()):
         console.print(f"{key}: {value:.4f}")
-    console.print(f"model: {model_dir}")
+    console.print(f"model: {model_dir}", markup=False)

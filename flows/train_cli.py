@@ -70,5 +70,6 @@ def train_command(
             f"{report.backbone} seed {report.seed}: valid AUC {report.valid['valid_auc']:.4f} | "
             f"test AUC {t['test_auc']:.4f} logloss {t['test_logloss']:.4f} | "
             f"{report.samples_per_s:,.0f} samples/s | model: {report.model_dir}",
+            markup=False,
             highlight=False,
         )
