@@ -126,6 +126,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path) -> None:
     for key, value in ref_state.items():
         torch.testing.assert_close(new_state[key], value, rtol=0, atol=1e-6, msg=key)
     # So do the last training weights, saved in each run's final checkpoint.
+    # keep_checkpoints=2 (the default): older checkpoints are deleted as new ones come
+    kept = [p.name for p in list_checkpoints(tmp_path / "full" / "checkpoints")]
+    assert kept == ["checkpoint-30", "checkpoint-32"]
     last_ref = list_checkpoints(tmp_path / "full" / "checkpoints")[-1]
     last_new = list_checkpoints(killed_dir / "checkpoints")[-1]
     assert last_ref.name == last_new.name == "checkpoint-32"
