@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fall
 PREVIEW_CHARS = 200
 _C1_CONTROL = re.compile("[\x80-\x9f]")
 _ROWS_PER_BATCH = 1 << 17
-_READ_BYTES = 1 << 20
+_READ_BYTES = 16 << 20  # compressed bytes read at a time
 
 
 class RawFileError(ValueError):
@@ -288,31 +288,41 @@ def _blocks(path: Path, chunk_bytes: int, stats: LineStats) -> Iterator[bytes]:
 
 
 def _gzip_blocks(path: Path, chunk_bytes: int, stats: LineStats) -> Iterator[bytes]:
-    """Decompress a (possibly multi-member) gzip file; mark `stats.truncated` if it ends early."""
+    """Decompress a (possibly multi-member) gzip file in blocks of `chunk_bytes` (the last one
+    shorter); mark `stats.truncated` if it ends early.
+
+    Each inflate call is capped at what the current block still needs, so memory stays bounded
+    however well the data compresses; input is read in large pieces, so a file of a few MiB
+    inflates in one call (one release of the GIL, not one per MiB).
+    """
     inflater = _decompressobj(wbits=16 + zlib.MAX_WBITS)
     member_open = False
     pending: list[bytes] = []
     size = 0
     with path.open("rb") as handle:
-        while raw := handle.read(_READ_BYTES):
-            while raw:
-                try:
-                    out = inflater.decompress(raw)
-                except _INFLATE_ERRORS as exc:
-                    raise RawFileError(f"{path.name}: corrupt gzip data ({exc})") from None
-                member_open = True
-                pending.append(out)
-                size += len(out)
-                raw = b""
-                if inflater.eof:
-                    member_open = False
-                    raw = inflater.unused_data
-                    inflater = _decompressobj(wbits=16 + zlib.MAX_WBITS)
+        raw = handle.read(_READ_BYTES)
+        while raw:
+            try:
+                out = inflater.decompress(raw, chunk_bytes - size)
+            except _INFLATE_ERRORS as exc:
+                raise RawFileError(f"{path.name}: corrupt gzip data ({exc})") from None
+            member_open = True
+            pending.append(out)
+            size += len(out)
+            if inflater.eof:  # a member ended; another may follow in the same file
+                member_open = False
+                raw = inflater.unused_data
+                inflater = _decompressobj(wbits=16 + zlib.MAX_WBITS)
+            else:
+                raw = inflater.unconsumed_tail
             if size >= chunk_bytes:
                 yield b"".join(pending)
                 pending, size = [], 0
-    if member_open:
+            if not raw:
+                raw = handle.read(_READ_BYTES)
+    if member_open:  # output zlib still holds once the input is spent
         pending.append(inflater.flush())
+        member_open = not inflater.eof
     stats.truncated = member_open
     if any(pending):
         yield b"".join(pending)
