@@ -401,21 +401,18 @@ class _Run:
     def _all_clean(self, table: str, rows: pa.Table) -> bool:
         """No key twice, none in the lake, and pandera accepts every row.
 
-        The key check (numpy sort, no GIL held) runs in a thread while pandera validates.
+        The key check runs here, not in a thread beside pandera: its numpy calls give up the
+        GIL and then wait for pandera's Python to hand it back, so in a thread it took longer
+        than pandera itself.
         """
-        key = [rows.column(c).to_numpy() for c in TABLES[table].key]
-        keys = _Background(lambda: _keys_repeat(key), "ingest-keys")
-        try:
-            if table == "ratings":
-                users, movies = self._known_ids("users"), self._known_ids("movies")
-                schema = ratings_schema(users, movies, key_checked=True)
-            else:
-                schema = TABLES[table].model.to_schema()
-            frame = rows.select(list(TABLES[table].fields)).to_pandas()
-            valid = not failure_reasons(schema, frame)
-        finally:
-            repeat = keys.result()
-        if repeat is not False or not valid:
+        if _keys_repeat([rows.column(c).to_numpy() for c in TABLES[table].key]) is not False:
+            return False
+        if table == "ratings":
+            users, movies = self._known_ids("users"), self._known_ids("movies")
+            schema = ratings_schema(users, movies, key_checked=True)
+        else:
+            schema = TABLES[table].model.to_schema()
+        if failure_reasons(schema, rows.select(list(TABLES[table].fields)).to_pandas()):
             return False
         files = self._visible_files(table)
         if files:
