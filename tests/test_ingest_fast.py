@@ -11,7 +11,10 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flip_core.config import IngestConfig
 from flip_core.lake import IngestError, ingest_raw_dir, lake_table_glob, read_quarantine
@@ -168,6 +171,12 @@ def test_clean_file_takes_the_fast_path_and_matches_the_exact_path(
     frame = pd.read_parquet(files[0])
     assert frame.dtypes.astype(str).tolist()[:4] == ["int32", "int32", "int32", "int64"]
     assert frame["line_number"].sort_values().tolist() == list(range(1, 3001))
+    # source_file is written from a one-value ENUM on both paths; readers see plain strings
+    for path in ("fast", "exact"):
+        (file,) = sorted((tmp_path / path).rglob("ratings/*/*.parquet"))
+        table = pq.read_table(file)
+        assert table.schema.field("source_file").type == pa.string()
+        assert set(table.column("source_file").to_pylist()) == {"ratings.dat"}
 
 
 def test_one_bad_line_in_a_later_chunk_keeps_exact_line_numbers(
@@ -266,3 +275,52 @@ def test_corrupt_ratings_gzip_read_in_the_background_fails_clearly(tmp_path: Pat
     (raw / "ratings.dat.gz").write_bytes(corrupt)
     with pytest.raises(IngestError, match=r"ratings.dat.gz: corrupt gzip data .*nothing was added"):
         ingest_raw_dir(raw, tmp_path / "data", LENIENT)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-(2**31), 2**31 - 1),
+            st.integers(0, 6),
+            st.integers(-(2**62), 2**62),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.sampled_from(["full", "narrow", "prefix"]),
+)
+def test_key_repeat_check_agrees_with_a_set_of_tuples(
+    keys: list[tuple[int, int, int]], shape: str
+) -> None:
+    # "narrow": small ranges (int32 packing); "prefix": the first two columns unique on their
+    # own or not, the third wide (the prefix shortcut); "full": any int32/int64 values.
+    if shape == "narrow":
+        keys = [(a % 50, b, c % 7) for a, b, c in keys]
+    elif shape == "prefix":
+        keys = [(a % 1000, b, c) for a, b, c in keys]
+    columns: list[np.ndarray] = [
+        np.array([k[0] for k in keys], dtype=np.int32),
+        np.array([k[1] for k in keys], dtype=np.int32),
+        np.array([k[2] for k in keys], dtype=np.int64),
+    ]
+    expected = len(set(keys)) < len(keys)
+    result = ingest_module._keys_repeat(columns)
+    spans = [int(c.max()) - int(c.min()) + 1 for c in columns]
+    if spans[0] * spans[1] * spans[2] >= 2**63:
+        assert result is None
+    else:
+        assert result is expected
+
+
+def test_key_repeat_check_finds_a_repeat_hidden_behind_a_unique_looking_prefix() -> None:
+    # (user, movie) has 4 possible values for 3 rows, so it is checked first; it repeats, and
+    # the timestamps decide
+    users = np.array([1, 2, 1], dtype=np.int32)
+    movies = np.array([5, 6, 5], dtype=np.int32)
+    assert ingest_module._keys_repeat([users, movies, np.array([9, 9, 10])]) is False
+    assert ingest_module._keys_repeat([users, movies, np.array([9, 9, 9])]) is True
+    # a column spanning all of int32 packs into int64 without overflow
+    wide = np.array([-(2**31), 2**31 - 1, -(2**31)], dtype=np.int32)
+    assert ingest_module._keys_repeat([wide]) is True
+    assert ingest_module._keys_repeat([wide[:2]]) is False
