@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from flip_core.config import ConfigError, FlipConfig, load_config
 from flip_core.data.synth import write_synthetic_movielens
 from flows.benchmark_cli import benchmark_command
+from flows.console import fail
 from flows.features_cli import features_command
 from flows.flip_cli import finetune_command, pretrain_command
 from flows.ingest_cli import download_command, ingest_command
@@ -37,7 +37,6 @@ app.command("train")(train_command)
 app.command("score")(score_command)
 
 console = Console()
-err_console = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -56,8 +55,7 @@ def resolve_config(config: Path | None, overrides: list[str] | None) -> FlipConf
     try:
         return load_config(config, overrides or [])
     except ConfigError as exc:
-        err_console.print(f"[bold red]config error:[/] {escape(str(exc))}")
-        raise typer.Exit(code=2) from None
+        raise fail(str(exc), code=2, label="config error") from None
 
 
 @config_app.command("show")

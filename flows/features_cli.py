@@ -7,17 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from flip_core.config import ConfigError, FlipConfig, load_config
+from flows.console import fail
 
 console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(code=2)
 
 
 def _config(
@@ -35,7 +29,7 @@ def _config(
     try:
         return load_config(config, extra)
     except ConfigError as exc:
-        raise _fail(f"config: {exc}") from None
+        raise fail(f"config: {exc}", code=2) from None
 
 
 def features_command(
@@ -72,7 +66,7 @@ def features_command(
         splits = build_splits_from_config(cfg, lake_dir)
         built = render_from_config(cfg, splits.splits_dir)
     except (FileNotFoundError, ValueError, OSError) as exc:
-        raise _fail(str(exc).splitlines()[0]) from None
+        raise fail(str(exc).splitlines()[0], code=2) from None
     for line in manifest_lines(read_manifest(built.features_dir)):
         console.print(line, markup=False, highlight=False)
     state = "cached" if built.cached else "built"

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from flip_core.config import ConfigError, FlipConfig, load_config
+from flows.console import fail
 
 if TYPE_CHECKING:
     from flip_core.flip_stages import StageResult
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from flip_core.training.events import StartStep
 
 console = Console(width=200)
-err_console = Console(stderr=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")]
 SetOpt = Annotated[
@@ -42,23 +41,18 @@ EventsOpt = Annotated[
 VARIANT_NAMES = ("flip", "flip_id", "flip_plm")
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(code=2)
-
-
 def _load(config: Path | None, overrides: list[str] | None) -> FlipConfig:
     try:
         return load_config(config, overrides or [])
     except ConfigError as exc:
-        raise _fail(f"config: {exc}") from None
+        raise fail(f"config: {exc}", code=2) from None
 
 
 def _check_features(features: Path) -> None:
     for name in ("train.parquet", "feature_map.json", "manifest.json"):
         if not (features / name).is_file():
-            raise _fail(
-                f"{features} is not a built feature folder (no {name}); run `flip features`"
+            raise fail(
+                f"{features} is not a built feature folder (no {name}); run `flip features`", code=2
             )
 
 
@@ -80,7 +74,7 @@ def pretrain_command(
     try:
         result = run_pretraining(cfg, features, out, _callbacks(start, events), resume=resume)
     except (ValueError, FileNotFoundError) as exc:
-        raise _fail(str(exc).splitlines()[0]) from None
+        raise fail(str(exc).splitlines()[0], code=2) from None
     _finish(result, start, summary)
 
 
@@ -100,11 +94,11 @@ def finetune_command(
 ) -> None:
     """Finetune a variant for CTR from a pretraining output (or from scratch)."""
     if variant not in VARIANT_NAMES:
-        raise _fail(f"unknown variant '{variant}'; choose one of {', '.join(VARIANT_NAMES)}")
+        raise fail(f"unknown variant '{variant}'; choose one of {', '.join(VARIANT_NAMES)}", code=2)
     cfg = _load(config, set_)
     _check_features(features)
     if pretrained is not None and not (pretrained / "config.json").is_file():
-        raise _fail(f"{pretrained} is not a saved FLIP pretraining folder (no config.json)")
+        raise fail(f"{pretrained} is not a saved FLIP pretraining folder (no config.json)", code=2)
     from flip_core.flip_stages import run_finetuning
 
     start = _start_step()
@@ -120,7 +114,7 @@ def finetune_command(
             resume=resume,
         )
     except (ValueError, FileNotFoundError) as exc:
-        raise _fail(str(exc).splitlines()[0]) from None
+        raise fail(str(exc).splitlines()[0], code=2) from None
     _finish(result, start, summary)
 
 

@@ -7,25 +7,19 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from flip_core.config import ConfigError, FlipConfig, load_config
+from flows.console import fail
 from flows.params import named_overrides
 
 console = Console(width=200)
-err_console = Console(stderr=True, width=400)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]{escape(message)}[/]", highlight=False, soft_wrap=True)
-    return typer.Exit(code=code)
 
 
 def _config(config: Path | None, overrides: list[str], **named: object) -> FlipConfig:
     try:
         return load_config(config, [*overrides, *named_overrides(**named)])
     except ConfigError as exc:
-        raise _fail(f"config error: {exc}", code=2) from None
+        raise fail(str(exc), code=2, label="config error") from None
 
 
 def ingest_command(
@@ -66,20 +60,20 @@ def ingest_command(
         },
     )
     if cfg.paths.raw_dir is None:
-        raise _fail("no raw folder: pass --raw-dir DIR (or set paths.raw_dir)", code=2)
+        raise fail("no raw folder: pass --raw-dir DIR (or set paths.raw_dir)", code=2)
     if cfg.ingest.spec is not None:
         _ingest_spec(cfg, cfg.paths.raw_dir, cfg.ingest.spec, dataset, validate)
         return
     try:
         result = ingest_raw_dir(cfg.paths.raw_dir, cfg.paths.data_root, cfg.ingest)
     except IngestError as exc:
-        raise _fail(f"ingest failed: {exc}") from None
+        raise fail(str(exc), label="ingest failed") from None
     console.print(result.summary(), markup=False, highlight=False)
     if validate:
         try:
             report = validate_lake(cfg.paths.data_root, cfg.ingest.dataset, cfg.ingest.duckdb)
         except LakeValidationError as exc:
-            raise _fail(f"validation failed: {exc}") from None
+            raise fail(str(exc), label="validation failed") from None
         console.print(f"lake valid: {report.rows}", markup=False, highlight=False)
 
 
@@ -96,19 +90,19 @@ def _ingest_spec(
     try:
         spec = load_spec(spec_path)
     except SpecError as exc:
-        raise _fail(f"spec error: {exc}", code=2) from None
+        raise fail(str(exc), code=2, label="spec error") from None
     if dataset is not None and dataset != spec.name:
-        raise _fail(f"--dataset {dataset!r} differs from the spec's name {spec.name!r}", code=2)
+        raise fail(f"--dataset {dataset!r} differs from the spec's name {spec.name!r}", code=2)
     try:
         result = ingest_spec_dir(raw_dir, cfg.paths.data_root, spec, cfg.ingest)
     except IngestError as exc:
-        raise _fail(f"ingest failed: {exc}") from None
+        raise fail(str(exc), label="ingest failed") from None
     console.print(result.summary(), markup=False, highlight=False)
     if validate:
         try:
             report = validate_spec_lake(cfg.paths.data_root, spec, cfg.ingest.duckdb)
         except LakeValidationError as exc:
-            raise _fail(f"validation failed: {exc}") from None
+            raise fail(str(exc), label="validation failed") from None
         console.print(f"lake valid: {report.rows}", markup=False, highlight=False)
 
 
@@ -123,12 +117,12 @@ def download_command(
     from flip_core.lake.download import DATASETS, DownloadError, download_movielens_1m
 
     if dataset not in DATASETS:
-        raise _fail(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})", code=2)
+        raise fail(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})", code=2)
     default_url, _ = DATASETS[dataset]
     try:
         result = download_movielens_1m(to, url=url or default_url)
     except DownloadError as exc:
-        raise _fail(f"download failed: {exc}") from None
+        raise fail(str(exc), label="download failed") from None
     console.print(
         f"downloaded {dataset} (md5 {result.md5}) to {result.folder}: {len(result.files)} files",
         markup=False,

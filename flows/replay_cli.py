@@ -7,12 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from flip_core.data.replay import ReplayError, replay
-
-err_console = Console(stderr=True)
+from flows.console import fail
 
 
 def _parse_day(text: str | None) -> date | None:
@@ -21,9 +18,7 @@ def _parse_day(text: str | None) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        bad = escape(repr(text))
-        err_console.print(f"[bold red]error:[/] --until {bad} is not a date (YYYY-MM-DD)")
-        raise typer.Exit(code=2) from None
+        raise fail(f"--until {text!r} is not a date (YYYY-MM-DD)", code=2) from None
 
 
 def replay_command(
@@ -46,8 +41,7 @@ def replay_command(
     try:
         result = replay(raw_dir, inbox, _parse_day(until), days, next_)
     except ReplayError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(code=2) from None
+        raise fail(str(exc), code=2) from None
     span = f" ({result.written[0]} .. {result.written[-1]})" if result.written else ""
     typer.echo(
         f"wrote {len(result.written)} new day file(s){span}, {result.rows_written} ratings, "

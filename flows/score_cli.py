@@ -7,13 +7,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from flip_core.config import ConfigError, load_config
 from flip_core.scoring import ScoringError
+from flows.console import fail
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def score_command(
@@ -53,9 +52,7 @@ def score_command(
             uri, input_path, output_path, chunk_rows, cfg.mlflow.tracking_uri, keep_cols
         )
     except (ConfigError, ScoringError) as exc:
-        message = escape(str(exc))
-        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
+        raise fail(str(exc), code=2) from None
     rate = summary.rows / max(summary.seconds, 1e-9)
     console.print(
         f"scored {summary.rows} rows in {summary.chunks} chunks with {uri} -> {output_path} "

@@ -10,17 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from flip_core.config import ConfigError, load_config
+from flows.console import fail
 
 console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(code=code)
 
 
 def train_command(
@@ -54,16 +48,16 @@ def train_command(
     try:
         cfg = load_config(config, set_ or [])
     except ConfigError as exc:
-        raise _fail(f"config error: {exc}", code=2) from None
+        raise fail(str(exc), code=2, label="config error") from None
     backbone = (model or cfg.id_model.backbone).lower()
     if backbone not in known_id_models():
-        raise _fail(f"unknown model '{backbone}'; known: {', '.join(known_id_models())}", code=2)
+        raise fail(f"unknown model '{backbone}'; known: {', '.join(known_id_models())}", code=2)
     try:
         report = train_id_model(
             features, out, cfg, backbone=backbone, seed=seed, max_rows=max_rows, resume=resume
         )
     except (FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc).splitlines()[0]) from None
+        raise fail(str(exc).splitlines()[0]) from None
     if ddp.is_main_process():
         t = report.test
         console.print(
