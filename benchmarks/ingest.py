@@ -46,11 +46,10 @@ from flip_core.config import DuckDBConfig, IngestConfig
 from flip_core.data.synth import write_synthetic_movielens
 from flip_core.lake import MoviesModel, UsersModel, ingest_raw_dir
 from flip_core.lake.duck import connect
-from flip_core.lake.ingest import _FAST_TYPES, ENCODING, find_sources
+from flip_core.lake.ingest import _FAST_TYPES, ENCODING, _copy_rows, find_sources
 from flip_core.lake.lines import LineStats, TypedBatch, iter_batches, parse_int_lines
 from flip_core.lake.manifest import lake_dir
 from flip_core.lake.schemas import TABLES, failure_reasons, ratings_schema
-from flip_core.sql import load_sql
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RAW = REPO.parent / "shared" / "data" / "ml-1m"
@@ -195,9 +194,11 @@ def components(raw: Path, lake: Path, threads: int, repeats: int) -> dict[str, t
     )
     con = measure("DuckDB connect", lambda: connect(config.duckdb))
     con.register("clean", ratings.append_column("line_number", pa.array(range(len(ratings)))))
-    params = {"path": str(lake.parent / "components.parquet"), "source": path.name}
-    copy = load_sql("ingest/write_clean_ratings")
-    measure("ratings: COPY to Parquet", lambda: con.execute(copy, params))
+    target = lake.parent / "components.parquet"
+    measure(
+        "ratings: COPY to Parquet",  # the ingest's own COPY call (the ENUM type, the statement)
+        lambda: _copy_rows(con, "write_clean_ratings", "ratings", path, target),
+    )
     con.close()
     return costs
 
