@@ -771,7 +771,8 @@ def _keys_repeat(columns: list[np.ndarray]) -> bool | None:
         return None
     rows = len(columns[0])
     prefix = next(n for n, span in enumerate(spans, 1) if span >= rows or n == len(columns))
-    if prefix < len(columns) and not _packed_repeat(columns[:prefix], ranges, spans[prefix - 1]):
+    head, head_ranges = columns[:prefix], ranges[:prefix]
+    if prefix < len(columns) and not _packed_repeat(head, head_ranges, spans[prefix - 1]):
         return False
     return _packed_repeat(columns, ranges, spans[-1])
 
@@ -781,7 +782,7 @@ def _packed_repeat(columns: list[np.ndarray], ranges: list[tuple[int, int]], spa
     narrow = span < 1 << 31
     dtype = np.int32 if narrow else np.int64
     packed: npt.NDArray[np.signedinteger[Any]] = np.zeros(len(columns[0]), dtype=dtype)
-    for column, (low, high) in zip(columns, ranges, strict=False):
+    for column, (low, high) in zip(columns, ranges, strict=True):
         packed *= high - low + 1
         # narrow: each column's width is < 2**31, so `column - low` fits int32 (exactly, even
         # when computed in int32 with wrap-around); else it is taken in int64
