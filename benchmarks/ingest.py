@@ -174,8 +174,8 @@ def components(raw: Path, lake: Path, threads: int, repeats: int) -> dict[str, t
         costs[name] = (wall, cpu)
         return result
 
-    def fast(data: bytes, first: int, lines: int) -> pa.Table | None:
-        return parse_int_lines(data, first, lines, types, config.max_line_bytes)
+    def fast(data: bytes, first: int) -> pa.Table | None:
+        return parse_int_lines(data, first, types, config.max_line_bytes)
 
     def parse() -> pa.Table:
         chunk, stats = config.chunk_mib << 20, LineStats()

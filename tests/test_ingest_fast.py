@@ -31,8 +31,10 @@ LENIENT = IngestConfig(max_bad_share=1.0)
 
 
 def _parse(data: bytes, max_line_bytes: int = 65_536) -> pa.Table | None:
+    table = parse_int_lines(data, 11, TYPES, max_line_bytes)
     lines = data.count(b"\n") + (not data.endswith(b"\n"))
-    return parse_int_lines(data, 11, lines, TYPES, max_line_bytes)
+    assert table is None or table.num_rows == lines  # one row per line, or refused
+    return table
 
 
 def test_parse_int_lines_reads_plain_lines_with_consecutive_numbers() -> None:

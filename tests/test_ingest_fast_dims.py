@@ -32,8 +32,10 @@ def _parse(
     max_line: int = 65_536,
     enc: str = "latin-1",
 ) -> pa.Table | None:
+    table = parse_text_lines(data, 5, fields, max_line, enc)
     lines = data.count(b"\n") + (not data.endswith(b"\n"))
-    return parse_text_lines(data, 5, lines, fields, max_line, enc)
+    assert table is None or table.num_rows == lines  # one row per line, or refused
+    return table
 
 
 def test_parse_text_lines_splits_fields_and_numbers_lines() -> None:

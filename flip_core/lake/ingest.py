@@ -360,11 +360,11 @@ class _Run:
         if types is None and fields is None:
             return iter_line_batches(path, ENCODING, chunk, max_line, stats)
 
-        def fast(data: bytes, first_line: int, lines: int) -> pa.Table | None:
+        def fast(data: bytes, first_line: int) -> pa.Table | None:
             if types is not None:
-                return parse_int_lines(data, first_line, lines, types, max_line)
+                return parse_int_lines(data, first_line, types, max_line)
             assert fields is not None
-            return parse_text_lines(data, first_line, lines, fields, max_line, ENCODING)
+            return parse_text_lines(data, first_line, fields, max_line, ENCODING)
 
         return iter_batches(path, ENCODING, chunk, max_line, stats, fast)
 

@@ -75,15 +75,13 @@ class TypedBatch:
     table: pa.Table
 
 
-FastParser = Callable[[bytes, int, int], pa.Table | None]
-"""(whole lines, first line number, line count) -> typed rows, or None to take the exact path."""
+FastParser = Callable[[bytes, int], pa.Table | None]
+"""(whole lines, first line number) -> typed rows, one per line, or None to take the exact path."""
 
 
 @dataclass(frozen=True)
 class _Chunk:
     data: bytes  # whole lines; the last lacks its newline when `partial`
-    first_line: int
-    lines: int
     dropped: int  # bytes of an over-long first line that were not kept
     partial: bool
 
@@ -92,8 +90,10 @@ def iter_line_batches(
     path: Path, encoding: str, chunk_bytes: int, max_line_bytes: int, stats: LineStats
 ) -> Iterator[LineBatch]:
     """Yield the non-blank lines of `path` (plain or .gz) in batches of about `chunk_bytes`."""
+    first_line = 1
     for chunk in _chunks(path, encoding, chunk_bytes, max_line_bytes, stats):
-        batch = _split_chunk(chunk, encoding, max_line_bytes, stats)
+        batch, lines = _split_chunk(chunk, first_line, encoding, max_line_bytes, stats)
+        first_line += lines
         if batch.table.num_rows:
             yield batch
 
@@ -106,15 +106,22 @@ def iter_batches(
     stats: LineStats,
     fast: FastParser,
 ) -> Iterator[LineBatch | TypedBatch]:
-    """Like `iter_line_batches`, but a batch that `fast` parses comes as a `TypedBatch`."""
+    """Like `iter_line_batches`, but a batch that `fast` parses comes as a `TypedBatch`.
+
+    Lines are counted only where a batch takes the exact split: a fast parser's rows are its
+    lines, one each.
+    """
+    first_line = 1
     for chunk in _chunks(path, encoding, chunk_bytes, max_line_bytes, stats):
         if not chunk.dropped and not (chunk.partial and stats.truncated):
-            table = fast(chunk.data, chunk.first_line, chunk.lines)
+            table = fast(chunk.data, first_line)
             if table is not None:
-                stats.lines = chunk.first_line + chunk.lines - 1
+                first_line += table.num_rows
+                stats.lines = first_line - 1
                 yield TypedBatch(table=table)
                 continue
-        batch = _split_chunk(chunk, encoding, max_line_bytes, stats)
+        batch, lines = _split_chunk(chunk, first_line, encoding, max_line_bytes, stats)
+        first_line += lines
         if batch.table.num_rows:
             yield batch
 
@@ -122,32 +129,32 @@ def iter_batches(
 def _chunks(
     path: Path, encoding: str, chunk_bytes: int, max_line_bytes: int, stats: LineStats
 ) -> Iterator[_Chunk]:
-    """Cut the file into runs of whole lines of about `chunk_bytes`, numbering them."""
+    """Cut the file into runs of whole lines of about `chunk_bytes`."""
     _check_encoding(path, encoding)
     carry = b""
     dropped = 0  # bytes of an over-long unfinished line not kept in memory
-    first_line = 1
     for block in _blocks(path, chunk_bytes, stats):
         stats.empty = False
         data = carry + block
         cut = data.rfind(b"\n") + 1
         if cut:
-            whole = data[:cut]
-            lines = int(np.count_nonzero(np.frombuffer(whole, dtype=np.uint8) == 10))
-            yield _Chunk(whole, first_line, lines, dropped, partial=False)
-            first_line, dropped = first_line + lines, 0
+            yield _Chunk(data[:cut], dropped, partial=False)
+            dropped = 0
         carry = data[cut:]
         if len(carry) > max_line_bytes:  # keep only the head of a line that is too long anyway
             dropped += len(carry) - max_line_bytes - 1
             carry = carry[: max_line_bytes + 1]
     if carry:
-        yield _Chunk(carry, first_line, 1, dropped, partial=True)
+        yield _Chunk(carry, dropped, partial=True)
 
 
-def _split_chunk(chunk: _Chunk, encoding: str, max_line_bytes: int, stats: LineStats) -> LineBatch:
+def _split_chunk(
+    chunk: _Chunk, first_line: int, encoding: str, max_line_bytes: int, stats: LineStats
+) -> tuple[LineBatch, int]:
+    """The chunk's numbered lines (from `first_line`) and how many lines it holds."""
     return _split(
         chunk.data,
-        chunk.first_line,
+        first_line,
         encoding,
         max_line_bytes,
         stats,
@@ -161,11 +168,12 @@ _MAX_ZEROS = 19  # a run of 20 zeros means some field may be long: lengths get c
 
 
 def parse_int_lines(
-    data: bytes, first_line: int, lines: int, types: dict[str, pa.DataType], max_line_bytes: int
+    data: bytes, first_line: int, types: dict[str, pa.DataType], max_line_bytes: int
 ) -> pa.Table | None:
     """Parse `data`, every line `int::int::...` with one field per entry of `types`.
 
-    Returns the typed columns plus `line_number` (`first_line` onward), or None when any line
+    Returns the typed columns plus `line_number` (`first_line` onward), one row per line, or
+    None when any line
     is not plainly that (another byte, a blank line, a field count, an empty field, a value out
     of its type's range, a line over `max_line_bytes`): the caller then takes the exact path.
     """
@@ -189,10 +197,11 @@ def parse_int_lines(
     except pa.ArrowInvalid:
         return None
     table = table.select(list(types))
-    # A blank line reads as a row of nulls, as does an empty field: both go the exact way.
-    if table.num_rows != lines or any(column.null_count for column in table.columns):
+    # A blank line reads as a row of nulls, as does an empty field: both go the exact way. Else
+    # each line (ended by `\n`: the only line end left, as `\r` is refused) is one row.
+    if any(column.null_count for column in table.columns):
         return None
-    numbers = np.arange(first_line, first_line + lines, dtype=np.int64)
+    numbers = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
     return table.append_column("line_number", pa.array(numbers))
 
 
@@ -207,17 +216,17 @@ _PLAIN_INT = r"^[0-9]{1,9}$"  # fits int32, no sign: anything else takes the exa
 def parse_text_lines(
     data: bytes,
     first_line: int,
-    lines: int,
     fields: dict[str, pa.DataType],
     max_line_bytes: int,
     encoding: str,
 ) -> pa.Table | None:
     """Parse `data`, every line one `::`-separated field per entry of `fields` (int32 or string).
 
-    Returns the columns plus `line_number` (`first_line` onward), or None when a line is not
-    plainly that, so the caller takes the exact path: a refused byte (`_TEXT_REFUSED`), a byte
-    over 0x7f unless `encoding` is latin-1, a blank line, `:::`, another field count, an int32
-    field that is not 1 to 9 digits, a line over `max_line_bytes`. Text fields are the decoded
+    Returns the columns plus `line_number` (`first_line` onward), one row per line, or None
+    when a line is not plainly that, so the caller takes the exact path: a refused byte
+    (`_TEXT_REFUSED`), a byte over 0x7f unless `encoding` is latin-1, a blank line, `:::`,
+    another field count, an int32 field that is not 1 to 9 digits, a line over
+    `max_line_bytes`. Text fields are the decoded
     text between the separators, as the exact path's `string_split` gives them.
     """
     text_ok = data.isascii() or codecs.lookup(encoding).name == _LATIN_1
@@ -235,8 +244,9 @@ def parse_text_lines(
     if data[-1:] != b"\n":
         ends = np.append(ends, len(data))
     starts = np.concatenate(([0], ends[:-1] + 1))
-    if len(ends) != lines or int((ends - starts).max()) > max_line_bytes:
+    if int((ends - starts).max()) > max_line_bytes:
         return None
+    lines = len(ends)
     text = data.decode("latin-1").removesuffix("\n")  # ASCII or latin-1 (checked above)
     parts = pc.split_pattern(pa.array(text.split("\n"), pa.string()), _SEPARATOR)
     if pc.any(pc.not_equal(pc.list_value_length(parts), len(fields))).as_py():
@@ -336,8 +346,9 @@ def _split(
     stats: LineStats,
     dropped: int = 0,
     partial: bool = False,
-) -> LineBatch:
-    """Split `data` (whole lines; the last one may lack its newline) into a numbered batch.
+) -> tuple[LineBatch, int]:
+    """Split `data` (whole lines; the last one may lack its newline) into a numbered batch; also
+    return its count of lines, blank ones included.
 
     `dropped`: bytes of the first line that were not kept (it is over-long).
     """
@@ -398,7 +409,8 @@ def _split(
     if blank.any():
         table = table.filter(pa.array(~blank))
     # Many record batches let DuckDB scan the batch with all its threads.
-    return LineBatch(table=pa.Table.from_batches(table.to_batches(max_chunksize=_ROWS_PER_BATCH)))
+    batches = table.to_batches(max_chunksize=_ROWS_PER_BATCH)
+    return LineBatch(table=pa.Table.from_batches(batches, table.schema)), count
 
 
 def _flag_bad_bytes(
