@@ -415,7 +415,9 @@ class _Run:
             schema = ratings_schema(users, movies, key_checked=True)
         else:
             schema = TABLES[table].model.to_schema()
-        if failure_reasons(schema, rows.select(list(TABLES[table].fields)).to_pandas()):
+        # One block per column: pandas then views the Arrow buffers (no copy, no fresh pages).
+        frame = rows.select(list(TABLES[table].fields)).to_pandas(split_blocks=True)
+        if failure_reasons(schema, frame):
             return False
         files = self._visible_files(table)
         if files:
