@@ -39,6 +39,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pandera.pandas as pandera
 import pyarrow as pa
 
 from flip_core.config import IngestConfig
@@ -313,14 +314,15 @@ class _Run:
                 f"{path.name}: already ingested (same content, sha256 {sha[:12]}), nothing added"
             )
             return
+        schema = self._schema(table)  # built before the rows come: the main thread waits anyway
         typed, exact = self._stage(table, path, report)
-        if typed and not exact and self._write_clean(table, path, report, typed):
+        if typed and not exact and self._write_clean(table, path, report, typed, schema):
             return
         if not exact:  # the staging table is made when the first exact batch comes
             self.con.execute(load_sql(f"ingest/stage_{table}"))
         self._stage_typed(table, typed)
         self._deduplicate(table)
-        self._validate(table)
+        self._validate(schema)
         self._collect(path, report)
         self._write(table, path, report)
 
@@ -375,7 +377,12 @@ class _Run:
             self.con.unregister("typed")
 
     def _write_clean(
-        self, table: str, path: Path, report: SourceReport, typed: list[pa.Table]
+        self,
+        table: str,
+        path: Path,
+        report: SourceReport,
+        typed: list[pa.Table],
+        schema: pandera.DataFrameSchema,
     ) -> bool:
         """Write fast-parsed rows as they are if all are new, unique and valid; else False."""
         rows = pa.concat_tables(typed)
@@ -383,7 +390,7 @@ class _Run:
         # The file is written while the checks run; it is removed if a check fails.
         writing = _Background(lambda: self._copy_clean(table, path, rows, target), "ingest-write")
         try:
-            clean = self._all_clean(table, rows)
+            clean = self._all_clean(table, rows, schema)
         finally:
             writing.result()
         if not clean:
@@ -401,7 +408,7 @@ class _Run:
             cursor.register("clean", rows)
             _copy_rows(cursor, f"write_clean_{table}", table, path, target)
 
-    def _all_clean(self, table: str, rows: pa.Table) -> bool:
+    def _all_clean(self, table: str, rows: pa.Table, schema: pandera.DataFrameSchema) -> bool:
         """No key twice, none in the lake, and pandera accepts every row.
 
         The key check runs here, not in a thread beside pandera: its numpy calls give up the
@@ -410,11 +417,6 @@ class _Run:
         """
         if _keys_repeat([rows.column(c).to_numpy() for c in TABLES[table].key]) is not False:
             return False
-        if table == "ratings":
-            users, movies = self._known_ids("users"), self._known_ids("movies")
-            schema = ratings_schema(users, movies, key_checked=True)
-        else:
-            schema = TABLES[table].model.to_schema()
         # One block per column: pandas then views the Arrow buffers (no copy, no fresh pages).
         frame = rows.select(list(TABLES[table].fields)).to_pandas(split_blocks=True)
         if failure_reasons(schema, frame):
@@ -435,15 +437,17 @@ class _Run:
         if existing:
             self.con.execute(load_sql(f"ingest/lake_match_{table}"), {"files": existing})
 
-    def _validate(self, table: str) -> None:
+    def _schema(self, table: str) -> pandera.DataFrameSchema:
+        """The pandera schema of `table`; for ratings, with the users and movies known so far."""
+        if table == "ratings":
+            users, movies = self._known_ids("users"), self._known_ids("movies")
+            return ratings_schema(users, movies, key_checked=True)
+        return TABLES[table].model.to_schema()
+
+    def _validate(self, schema: pandera.DataFrameSchema) -> None:
         frame = self.con.execute(load_sql("ingest/candidates")).df().set_index("line_number")
         if frame.empty:
             return
-        if table == "ratings":
-            users, movies = self._known_ids("users"), self._known_ids("movies")
-            schema = ratings_schema(users, movies, key_checked=True)
-        else:
-            schema = TABLES[table].model.to_schema()
         reasons = failure_reasons(schema, frame)
         if not reasons:
             return
