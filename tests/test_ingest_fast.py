@@ -85,6 +85,38 @@ def test_parse_int_lines_refuses_lines_over_the_limit_even_if_they_parse() -> No
     assert _parse(b"123456::654321::5::978300760\n", max_line_bytes=20) is None
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.integers(0, 2**31 - 1), st.integers(0, 40)), min_size=4, max_size=4),
+        min_size=1,
+        max_size=5,
+    ),
+    st.integers(64, 260),
+)
+def test_parse_int_lines_accepts_exactly_the_lines_within_the_limit(
+    rows: list[list[tuple[int, int]]], max_line_bytes: int
+) -> None:
+    # Fields are (value, leading zeros); the zero-run shortcut must never let a long line in,
+    # nor refuse a file whose lines are all within the limit.
+    lines = [b"::".join(b"0" * zeros + str(value).encode() for value, zeros in r) for r in rows]
+    table = _parse(b"\n".join(lines) + b"\n", max_line_bytes=max_line_bytes)
+    assert (table is not None) == (max(map(len, lines)) <= max_line_bytes)
+    if table is not None:
+        assert table.column("user_id").to_pylist() == [r[0][0] for r in rows]
+
+
+@pytest.mark.parametrize("max_line_bytes", [64, 100, 131, 200, 1000])
+def test_parse_int_lines_zero_run_shortcut_is_tight(max_line_bytes: int) -> None:
+    # Every field at its type's most digits, padded with ever more zeros: refused exactly when
+    # the line passes the limit (a run of zeros just short of the searched one must not slip by).
+    widest = [2**31 - 1, 2**31 - 1, 2**31 - 1, 2**63 - 1]
+    for zeros in range(max_line_bytes // 4 + 2):
+        line = b"::".join(b"0" * zeros + str(value).encode() for value in widest)
+        table = _parse(line + b"\n", max_line_bytes=max_line_bytes)
+        assert (table is not None) == (len(line) <= max_line_bytes), (zeros, len(line))
+
+
 def _raw(folder: Path, ratings: list[str], users: int = 50, movies: int = 80) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "users.dat").write_text(
@@ -326,3 +358,27 @@ def test_key_repeat_check_finds_a_repeat_hidden_behind_a_unique_looking_prefix()
     wide = np.array([-(2**31), 2**31 - 1, -(2**31)], dtype=np.int32)
     assert ingest_module._keys_repeat([wide]) is True
     assert ingest_module._keys_repeat([wide[:2]]) is False
+
+
+def test_a_clean_file_that_fails_to_write_fails_the_ingest_and_adds_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Clean files are written in the background while the next files are read: a write that
+    # fails after its checks passed must still fail the run, with the lake left as it was.
+    raw = _raw(tmp_path / "raw", _ratings(300))
+    copy_clean = ingest_module._Run._copy_clean
+
+    def failing_copy(run: ingest_module._Run, table: str, *args: Any) -> None:
+        if table == "users":
+            raise OSError("No space left on device")
+        copy_clean(run, table, *args)
+
+    monkeypatch.setattr(ingest_module._Run, "_copy_clean", failing_copy)
+    data_root = tmp_path / "data"
+    with pytest.raises(OSError, match="No space left"):
+        ingest_raw_dir(raw, data_root, LENIENT)
+    lake = data_root / "lake" / "ml1m"
+    assert sorted(p.name for p in lake.iterdir()) == [".ingest.lock"]  # no table, no manifest
+    monkeypatch.undo()
+    result = ingest_raw_dir(raw, data_root, LENIENT)  # the files are not marked as ingested
+    assert (result.added("users"), result.added("movies"), result.added("ratings")) == (50, 80, 300)

@@ -276,6 +276,9 @@ class _Run:
         self.quarantine_files: list[Path] = []
         self.shas: dict[Path, str] = {}
         self.prefetched: _Prefetch | None = None
+        # Clean files still being written, per table: joined before the table's staged files
+        # are read, and before commit.
+        self.writes: dict[str, list[_Background]] = {}
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -387,15 +390,20 @@ class _Run:
         """Write fast-parsed rows as they are if all are new, unique and valid; else False."""
         rows = pa.concat_tables(typed)
         target = self.staging / table / self._part()
-        # The file is written while the checks run; it is removed if a check fails.
+        # The file is written while the checks run (and while the next file is read, if they
+        # pass); it is removed if a check fails.
         writing = _Background(lambda: self._copy_clean(table, path, rows, target), "ingest-write")
         try:
             clean = self._all_clean(table, rows, schema)
-        finally:
-            writing.result()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the check's error is the one to raise
+                writing.result()
+            raise
         if not clean:
+            writing.result()
             target.unlink(missing_ok=True)
             return False
+        self.writes.setdefault(table, []).append(writing)
         report.kept = rows.num_rows
         if table != "ratings":
             self.staged_ids[target] = rows.column(TABLES[table].key[0]).to_numpy()
@@ -458,8 +466,16 @@ class _Run:
         self.con.execute(load_sql("ingest/apply_reasons"))
         self.con.unregister("rejected")
 
+    def _finish_writes(self, table: str | None = None) -> None:
+        """Wait for the clean files of `table` (or of every table) to be written."""
+        for name in [table] if table else list(self.writes):
+            pending = self.writes.get(name, [])
+            while pending:
+                pending.pop(0).result()
+
     def _visible_files(self, table: str) -> list[str]:
         """The table's lake files plus those staged by this ingest, as paths for DuckDB."""
+        self._finish_writes(table)
         return [str(p) for p in table_files(self.root, table) + self.staged[table]]
 
     def _known_ids(self, table: str) -> np.ndarray:
@@ -566,6 +582,7 @@ class _Run:
 
     def commit(self) -> None:
         """Rename staged files into the lake, keep the quarantine, then rewrite the manifest."""
+        self._finish_writes()
         for table, paths in self.staged.items():
             for staged in paths:
                 final = self.root / table / staged.relative_to(self.staging / table)
@@ -586,6 +603,10 @@ class _Run:
     def close(self) -> None:
         if self.prefetched is not None:
             self.prefetched.close()
+        for writes in self.writes.values():
+            for writing in writes:
+                with contextlib.suppress(Exception):  # the run failed already; files go
+                    writing.result()
         with contextlib.suppress(Exception):  # a failed connect was raised already
             self.con.close()
         shutil.rmtree(self.staging, ignore_errors=True)

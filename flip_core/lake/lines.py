@@ -164,7 +164,6 @@ def _split_chunk(
 
 
 _INT_LINE_BYTES = b"0123456789:\n"
-_MAX_ZEROS = 19  # a run of 20 zeros means some field may be long: lengths get checked line by line
 
 
 def parse_int_lines(
@@ -271,12 +270,16 @@ def parse_text_lines(
 def _short_lines(data: bytes, types: dict[str, pa.DataType], max_line_bytes: int) -> bool:
     """No line of `data` (digits, `:`, line ends) is longer than `max_line_bytes`.
 
-    A field that parses into an int32/int64 has at most 10/19 significant digits; unless a run
-    of 20 zeros occurs, it also has at most 19 leading zeros, which bounds the line length.
+    A field that parses into an int32/int64 has at most 10/19 significant digits plus its
+    leading zeros. If no run of `zeros` zeros occurs in `data`, a field has fewer leading zeros
+    than that, so a line of k fields has at most `digits + k * (zeros - 1) + 2 * (k - 1)` bytes.
+    `zeros` is the longest run this bound allows (a long needle is also the fastest to look
+    for: ~1 ms on 12 MB, against ~3 ms for 20 zeros); else lengths are checked line by line.
     """
+    fields = len(types)
     digits = sum(10 if pa.types.is_int32(t) else 19 for t in types.values())
-    bound = digits + _MAX_ZEROS * len(types) + 2 * (len(types) - 1)
-    if bound <= max_line_bytes and b"0" * (_MAX_ZEROS + 1) not in data:
+    zeros = (max_line_bytes - digits - 2 * (fields - 1)) // fields + 1
+    if zeros > 1 and b"0" * zeros not in data:
         return True
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
     if data[-1:] != b"\n":
