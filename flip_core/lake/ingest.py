@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from flip_core.config import IngestConfig
 from flip_core.hashing import file_sha256
+from flip_core.lake.background import Background
 from flip_core.lake.duck import connect
 from flip_core.lake.lines import (
     LineBatch,
@@ -266,7 +267,7 @@ class _Run:
         self.run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
         self.staging = root / f"{STAGING_PREFIX}{self.run_id}"
         (self.staging / "tmp").mkdir(parents=True)
-        self._connecting = _Background(
+        self._connecting = Background(
             lambda: connect(config.duckdb, temp_directory=self.staging / "tmp"), "ingest-connect"
         )
         self.staged_ids: dict[Path, np.ndarray] = {}  # key ids of staged dimension files
@@ -278,7 +279,7 @@ class _Run:
         self.prefetched: _Prefetch | None = None
         # Clean files still being written, per table: joined before the table's staged files
         # are read, and before commit.
-        self.writes: dict[str, list[_Background]] = {}
+        self.writes: dict[str, list[Background]] = {}
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
@@ -392,7 +393,7 @@ class _Run:
         target = self.staging / table / self._part()
         # The file is written while the checks run (and while the next file is read, if they
         # pass); it is removed if a check fails.
-        writing = _Background(lambda: self._copy_clean(table, path, rows, target), "ingest-write")
+        writing = Background(lambda: self._copy_clean(table, path, rows, target), "ingest-write")
         try:
             clean = self._all_clean(table, rows, schema)
         except BaseException:
@@ -623,29 +624,6 @@ def _copy_rows(
         params["source"] = source.name
         con.execute(load_sql("ingest/source_type"), {"source": source.name})
     con.execute(load_sql(f"ingest/{statement}"), params)
-
-
-class _Background:
-    """One call run in a thread; `result` waits for it and raises what it raised."""
-
-    def __init__(self, call: Callable[[], Any], name: str) -> None:
-        self._call = call
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._call()
-        except BaseException as exc:  # raised in the caller's thread
-            self._error = exc
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 _Batches = Callable[[str, Path, LineStats], Iterator[LineBatch | TypedBatch]]

@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
+from flip_core.lake.background import Background
+
 _Inflater = Callable[..., Any]
 try:  # ISA-L's inflate gives the same bytes as zlib's, about 2.5x faster
     from isal import isal_zlib
@@ -172,20 +174,34 @@ def parse_int_lines(
     """Parse `data`, every line `int::int::...` with one field per entry of `types`.
 
     Returns the typed columns plus `line_number` (`first_line` onward), one row per line, or
-    None when any line
-    is not plainly that (another byte, a blank line, a field count, an empty field, a value out
-    of its type's range, a line over `max_line_bytes`): the caller then takes the exact path.
+    None when any line is not plainly that (another byte, a blank line, a field count, an empty
+    field, a value out of its type's range, a line over `max_line_bytes`): the caller then takes
+    the exact path. Arrow parses in a thread of its own while the bytes are checked here (the
+    checks hold the GIL, Arrow's reader does not); its table is used only if they pass.
     """
-    if (
-        not data
-        or data.translate(None, _INT_LINE_BYTES)
-        or not _short_lines(data, types, max_line_bytes)
-    ):
+    if not data:
         return None
+    parsing = Background(lambda: _read_int_csv(data, types), "parse-int-lines")
+    plain = not data.translate(None, _INT_LINE_BYTES) and _short_lines(data, types, max_line_bytes)
+    table: pa.Table | None = parsing.result()
+    if not plain or table is None:
+        return None
+    table = table.select(list(types))
+    # A blank line reads as a row of nulls, as does an empty field: both go the exact way. Else
+    # each line (ended by `\n`: the only line end left, as `\r` is refused) is one row.
+    if any(column.null_count for column in table.columns):
+        return None
+    numbers = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
+    return table.append_column("line_number", pa.array(numbers))
+
+
+def _read_int_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table | None:
+    """`data` read by Arrow's CSV reader with `:` as the delimiter, so that each `::` leaves an
+    empty (null-typed) column between two fields of `types`; None if Arrow refuses it."""
     names = [f"{name}{part}" for name in types for part in ("", ":")][:-1]
     column_types = {n: types.get(n, pa.null()) for n in names}
     try:
-        table = pa_csv.read_csv(
+        return pa_csv.read_csv(
             pa.BufferReader(data),
             read_options=pa_csv.ReadOptions(column_names=names, block_size=1 << 22),
             parse_options=pa_csv.ParseOptions(
@@ -199,13 +215,6 @@ def parse_int_lines(
         )
     except pa.ArrowInvalid:
         return None
-    table = table.select(list(types))
-    # A blank line reads as a row of nulls, as does an empty field: both go the exact way. Else
-    # each line (ended by `\n`: the only line end left, as `\r` is refused) is one row.
-    if any(column.null_count for column in table.columns):
-        return None
-    numbers = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
-    return table.append_column("line_number", pa.array(numbers))
 
 
 # Bytes a plain text line never has: control bytes (tab and CR included: the exact path decides
