@@ -92,12 +92,9 @@ def iter_line_batches(
     path: Path, encoding: str, chunk_bytes: int, max_line_bytes: int, stats: LineStats
 ) -> Iterator[LineBatch]:
     """Yield the non-blank lines of `path` (plain or .gz) in batches of about `chunk_bytes`."""
-    first_line = 1
-    for chunk in _chunks(path, encoding, chunk_bytes, max_line_bytes, stats):
-        batch, lines = _split_chunk(chunk, first_line, encoding, max_line_bytes, stats)
-        first_line += lines
-        if batch.table.num_rows:
-            yield batch
+    for batch in iter_batches(path, encoding, chunk_bytes, max_line_bytes, stats, fast=None):
+        assert isinstance(batch, LineBatch)  # no fast parser, so no typed batch
+        yield batch
 
 
 def iter_batches(
@@ -106,7 +103,7 @@ def iter_batches(
     chunk_bytes: int,
     max_line_bytes: int,
     stats: LineStats,
-    fast: FastParser,
+    fast: FastParser | None,
 ) -> Iterator[LineBatch | TypedBatch]:
     """Like `iter_line_batches`, but a batch that `fast` parses comes as a `TypedBatch`.
 
@@ -115,14 +112,22 @@ def iter_batches(
     """
     first_line = 1
     for chunk in _chunks(path, encoding, chunk_bytes, max_line_bytes, stats):
-        if not chunk.dropped and not (chunk.partial and stats.truncated):
+        if fast is not None and not chunk.dropped and not (chunk.partial and stats.truncated):
             table = fast(chunk.data, first_line)
             if table is not None:
                 first_line += table.num_rows
                 stats.lines = first_line - 1
                 yield TypedBatch(table=table)
                 continue
-        batch, lines = _split_chunk(chunk, first_line, encoding, max_line_bytes, stats)
+        batch, lines = _split(
+            chunk.data,
+            first_line,
+            encoding,
+            max_line_bytes,
+            stats,
+            chunk.dropped,
+            partial=chunk.partial,
+        )
         first_line += lines
         if batch.table.num_rows:
             yield batch
@@ -148,21 +153,6 @@ def _chunks(
             carry = carry[: max_line_bytes + 1]
     if carry:
         yield _Chunk(carry, dropped, partial=True)
-
-
-def _split_chunk(
-    chunk: _Chunk, first_line: int, encoding: str, max_line_bytes: int, stats: LineStats
-) -> tuple[LineBatch, int]:
-    """The chunk's numbered lines (from `first_line`) and how many lines it holds."""
-    return _split(
-        chunk.data,
-        first_line,
-        encoding,
-        max_line_bytes,
-        stats,
-        chunk.dropped,
-        partial=chunk.partial,
-    )
 
 
 _INT_LINE_BYTES = b"0123456789:\n"
@@ -251,11 +241,7 @@ def parse_text_lines(
         or b":::" in data
     ):
         return None
-    arr = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(arr == 10)
-    if data[-1:] != b"\n":
-        ends = np.append(ends, len(data))
-    starts = np.concatenate(([0], ends[:-1] + 1))
+    starts, ends = _line_bounds(data)
     if int((ends - starts).max()) > max_line_bytes:
         return None
     lines = len(ends)
@@ -290,11 +276,17 @@ def _short_lines(data: bytes, types: dict[str, pa.DataType], max_line_bytes: int
     zeros = (max_line_bytes - digits - 2 * (fields - 1)) // fields + 1
     if zeros > 1 and b"0" * zeros not in data:
         return True
+    starts, ends = _line_bounds(data)
+    return int((ends - starts).max()) <= max_line_bytes
+
+
+def _line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) byte offsets of each line of non-empty `data`; ends exclude the `\n`."""
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
     if data[-1:] != b"\n":
         ends = np.append(ends, len(data))
     starts = np.concatenate(([0], ends[:-1] + 1))
-    return int((ends - starts).max()) <= max_line_bytes
+    return starts, ends
 
 
 def _check_encoding(path: Path, encoding: str) -> None:
