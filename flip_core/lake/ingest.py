@@ -42,10 +42,10 @@ import pandas as pd
 import pandera.pandas as pandera
 import pyarrow as pa
 
-from flip_core.config import IngestConfig
+from flip_core.config import DuckDBConfig, IngestConfig
 from flip_core.hashing import file_sha256
 from flip_core.lake.background import Background
-from flip_core.lake.duck import connect
+from flip_core.lake.duck import Session, open_session
 from flip_core.lake.lines import (
     LineBatch,
     LineStats,
@@ -267,8 +267,9 @@ class _Run:
         self.run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
         self.staging = root / f"{STAGING_PREFIX}{self.run_id}"
         (self.staging / "tmp").mkdir(parents=True)
-        self._connecting = Background(
-            lambda: connect(config.duckdb, temp_directory=self.staging / "tmp"), "ingest-connect"
+        self._session = Background(
+            lambda: open_session(config.duckdb, temp_directory=self.staging / "tmp"),
+            "ingest-connect",
         )
         self.staged_ids: dict[Path, np.ndarray] = {}  # key ids of staged dimension files
         self.reports: list[SourceReport] = []
@@ -284,7 +285,8 @@ class _Run:
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         """The run's connection (opened in the background while the first file is read)."""
-        return self._connecting.result()
+        session: Session = self._session.result()
+        return session.con
 
     def prefetch(self, sources: list[tuple[str, Path]]) -> None:
         """Start reading and parsing the new fast-path files (ratings) in a background thread.
@@ -609,7 +611,7 @@ class _Run:
                 with contextlib.suppress(Exception):  # the run failed already; files go
                     writing.result()
         with contextlib.suppress(Exception):  # a failed connect was raised already
-            self.con.close()
+            self._session.result().close()
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
@@ -727,7 +729,7 @@ def read_quarantine(data_root: Path, dataset: str) -> pd.DataFrame:
         return pd.DataFrame(
             columns=["table_name", "source_file", "line_number", "reason", "raw_line"]
         )
-    with duckdb.connect() as con:
+    with open_session(DuckDBConfig()) as con:
         query = load_sql("ingest/read_quarantine")
         return con.execute(query, {"files": [str(f) for f in files]}).df()
 
@@ -754,7 +756,7 @@ def quarantine_reasons(data_root: Path, dataset: str, run_id: str) -> dict[str, 
     files = sorted(root.glob(f"*/ingest_date=*/part-{run_id}-*.parquet"))
     if not files:
         return {}
-    with duckdb.connect() as con:
+    with open_session(DuckDBConfig()) as con:
         rows = con.execute(
             load_sql("ingest/quarantine_reasons"), {"files": [str(f) for f in files]}
         ).fetchall()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from flip_core.config import DuckDBConfig
-from flip_core.lake.duck import connect
+from flip_core.lake.duck import open_session
 from flip_core.lake.manifest import lake_dir, load_manifest, table_files
 from flip_core.lake.schemas import failure_reasons
 from flip_core.lake.spec_ingest import lake_columns
@@ -62,12 +62,9 @@ def validate_spec_lake(
 def _check_rows(
     spec: DatasetSpec, files: list[Path], config: DuckDBConfig, report: LakeReport
 ) -> None:
-    con = connect(config)
-    try:
+    with open_session(config) as con:
         params = {"files": [str(p) for p in files], "columns": spec.column_names}
         frame = con.execute(load_sql("ingest/spec_lake_rows"), params).df()
-    finally:
-        con.close()
     report.rows[spec.table] = len(frame)
     located = frame.set_index("where")
     reasons = failure_reasons(spec_schema(spec, key_checked=False), located.reset_index(drop=True))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from flip_core.config import DuckDBConfig
-from flip_core.lake.duck import connect
+from flip_core.lake.duck import open_session
 from flip_core.lake.manifest import lake_dir, load_manifest, table_files
 from flip_core.lake.schemas import TABLES, failure_reasons, ratings_schema
 from flip_core.sql import load_sql
@@ -42,8 +42,7 @@ def validate_lake(
     manifest = load_manifest(root, dataset)
     report = LakeReport(lake_dir=root, rows={}, files={})
     listed = manifest.listed_files()
-    con = connect(duckdb_config or DuckDBConfig())
-    try:
+    with open_session(duckdb_config or DuckDBConfig()) as con:
         frames: dict[str, pd.DataFrame] = {}
         for table in TABLES:
             files = table_files(root, table)
@@ -66,8 +65,6 @@ def validate_lake(
                     f"{table}: {report.rows[table]:,} rows in files, "
                     f"{manifest.rows(table):,} in the manifest"
                 )
-    finally:
-        con.close()
     _check_values(frames, report)
     if strict and report.problems:
         shown = "; ".join(report.problems[:_SHOWN])
