@@ -13,6 +13,7 @@ import pytest
 from flip_core.config import DuckDBConfig, IngestConfig
 from flip_core.lake import ingest_raw_dir, lake_dir
 from flip_core.lake.duck import _SHARED, close_shared_database, open_session
+from flip_core.sql import load_sql
 
 CONFIG = DuckDBConfig(memory_limit="1GB", threads=2)
 
@@ -79,7 +80,9 @@ def test_other_limits_open_a_database_with_those_limits() -> None:
 
 def test_each_session_spills_into_its_own_folder_even_after_a_spill(tmp_path: Path) -> None:
     tight = DuckDBConfig(memory_limit="64MB", threads=1)
-    big_sort = "SELECT count(*) FROM (SELECT md5(range::VARCHAR) AS h FROM range(2000000) ORDER BY h)"
+    big_sort = (
+        "SELECT count(*) FROM (SELECT md5(range::VARCHAR) AS h FROM range(2000000) ORDER BY h)"
+    )
     with open_session(tight, temp_directory=tmp_path / "a") as con:
         assert _setting(con, "temp_directory") == str(tmp_path / "a")
         assert con.execute(big_sort).fetchone() == (2_000_000,)
@@ -118,3 +121,23 @@ def test_two_ingests_at_once_in_one_process_both_fill_their_lakes(
                 {"files": [str(f) for f in files]},
             ).fetchall()
         assert names == [("ratings.dat",)]
+
+
+def test_an_ingest_leaves_nothing_in_the_shared_database(
+    synthetic_raw: Path, tmp_path: Path
+) -> None:
+    config = IngestConfig()
+    ingest_raw_dir(synthetic_raw, tmp_path / "data", config)
+    used = _SHARED._database
+    with open_session(config.duckdb) as con:
+        assert _SHARED._database is used is not None
+        made = {
+            kind: con.execute(f"SELECT count(*) FROM duckdb_{kind}() WHERE NOT internal").fetchone()
+            for kind in ("tables", "views", "types")
+        }
+        macros = con.execute("SELECT count(*) FROM duckdb_functions() WHERE NOT internal")
+        assert made == {"tables": (0,), "views": (0,), "types": (0,)}
+        # Only this session's own ingest macros (TEMP): none left by the ingest's session.
+        own = load_sql("ingest/macros").count("CREATE OR REPLACE TEMP MACRO")
+        assert own == 2
+        assert macros.fetchone() == (own,)

@@ -26,16 +26,13 @@ from flip_core.sql import load_sql
 class Session:
     """One job's connection (`con`); `close` ends it and frees the shared database for others."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, release: Callable[[], None] | None):
+    def __init__(self, con: duckdb.DuckDBPyConnection, release: Callable[[], None] | None) -> None:
         self.con = con
+        self.shared = release is not None  # `con` is a cursor on the process's shared database
         self._release = release
 
-    @property
-    def shared(self) -> bool:
-        """Whether `con` is a cursor on the process's shared database."""
-        return self._release is not None
-
     def close(self) -> None:
+        """End the session (again: nothing more happens)."""
         try:
             self.con.close()  # a cursor: its TEMP objects go; a database of its own: all of it
         finally:
@@ -62,21 +59,14 @@ def open_session(config: DuckDBConfig, temp_directory: Path | None = None) -> Se
     (`.tmp` in the working folder).
     """
     spill = config.temp_directory or temp_directory
-    if _SHARED.lock.acquire(blocking=False):
-        try:
-            con = _SHARED.database(config, spill).cursor()
-            _prepare(con)
-        except BaseException:
-            _SHARED.lock.release()
-            raise
-        return Session(con, _SHARED.lock.release)
-    con = _open_database(config, spill)
+    if not _SHARED.lock.acquire(blocking=False):
+        return _prepared(_open_database(config, spill), None)
     try:
-        _prepare(con)
+        con = _SHARED.database(config, spill).cursor()
     except BaseException:
-        con.close()
+        _SHARED.lock.release()
         raise
-    return Session(con, None)
+    return _prepared(con, _SHARED.lock.release)
 
 
 class _SharedDatabase:
@@ -153,6 +143,13 @@ def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str:
     return str(row[0])
 
 
-def _prepare(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("SET enable_progress_bar = false")
-    con.execute(load_sql("ingest/macros"))
+def _prepared(con: duckdb.DuckDBPyConnection, release: Callable[[], None] | None) -> Session:
+    """`con` with the session settings and macros, as a session (closed if that fails)."""
+    session = Session(con, release)
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.execute(load_sql("ingest/macros"))
+    except BaseException:
+        session.close()
+        raise
+    return session
