@@ -141,7 +141,8 @@ def test_a_failing_torchrun_stage_fails_the_task_with_its_last_lines(tmp_path: P
 
     config = load_config(None, [f"paths.data_root={tmp_path}"])
     logged: list[str] = []
-    with pytest.raises(StageLaunchError, match=r"\[default0\]:.*not a built feature folder"):
+    # Either rank may fail first; torchrun then stops the other, which may print nothing.
+    with pytest.raises(StageLaunchError, match=r"\[default[01]\]:.*not a built feature folder"):
         train_stage(
             "pretrain",
             config,
