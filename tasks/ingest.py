@@ -121,7 +121,7 @@ def _manifest_hash(root: Path) -> str:
 def _publish(
     config: FlipConfig, run_id: str, counts: dict[str, dict[str, int]], dataset: str
 ) -> None:
-    reasons = quarantine_reasons(config.paths.data_root, dataset, run_id)
+    reasons = quarantine_reasons(config.paths.data_root, dataset, run_id, config.ingest.duckdb)
     read = sum(row["read"] for row in counts.values())
     bad = sum(row["quarantined"] for row in counts.values())
     publish_validation_report(

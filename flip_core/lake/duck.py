@@ -76,30 +76,35 @@ class _SharedDatabase:
         self.lock = threading.Lock()  # held by the session using the database
         self._database: duckdb.DuckDBPyConnection | None = None
         self._limits: tuple[str, int] | None = None
-        self._default_spill = ""  # DuckDB's own temp_directory, read from the first database
+        self._default_spill = ""  # DuckDB's own temp_directory, read when a database opens
 
     def database(self, config: DuckDBConfig, spill: Path | None) -> duckdb.DuckDBPyConnection:
         limits = (config.memory_limit, config.threads)
         database = self._database
-        if database is None or self._limits != limits or not self._set_spill(database, spill):
-            self.close()
-            database = _open_database(config, None)
-            self._database, self._limits = database, limits
-            self._default_spill = _setting(database, "temp_directory")
-            self._set_spill(database, spill)  # a new database has spilled nothing: always takes
+        if database is not None and self._limits == limits and self._point_spill(database, spill):
+            return database
+        self.close()
+        database = _open_database(config, None)
+        self._database, self._limits = database, limits
+        self._default_spill = _setting(database, "temp_directory")
+        # A new database has spilled nothing: it takes any folder.
+        database.execute("SET temp_directory = ?", [self._spill_folder(spill)])
         return database
 
-    def _set_spill(self, database: duckdb.DuckDBPyConnection, spill: Path | None) -> bool:
-        """Point spilling at `spill` (None: DuckDB's default); False where DuckDB refuses: an
-        earlier session spilled into the current folder."""
-        target = str(spill) if spill is not None else self._default_spill
-        if _setting(database, "temp_directory") == target:
+    def _point_spill(self, database: duckdb.DuckDBPyConnection, spill: Path | None) -> bool:
+        """Point spilling at `spill`; False where DuckDB refuses (it spilled into the current
+        folder, which it then keeps)."""
+        folder = self._spill_folder(spill)
+        if _setting(database, "temp_directory") == folder:
             return True
         try:
-            database.execute("SET temp_directory = ?", [target])
+            database.execute("SET temp_directory = ?", [folder])
         except duckdb.Error:
             return False
         return True
+
+    def _spill_folder(self, spill: Path | None) -> str:
+        return str(spill) if spill is not None else self._default_spill
 
     def close(self) -> None:
         if self._database is not None:

@@ -722,14 +722,16 @@ def record_line_stats(name: str, stats: LineStats, report: SourceReport) -> None
         )
 
 
-def read_quarantine(data_root: Path, dataset: str) -> pd.DataFrame:
+def read_quarantine(
+    data_root: Path, dataset: str, duckdb_config: DuckDBConfig | None = None
+) -> pd.DataFrame:
     """Every quarantined row of a dataset (source file, line number, reason, raw line)."""
     files = sorted(quarantine_dir(data_root, dataset).glob("*/ingest_date=*/*.parquet"))
     if not files:
         return pd.DataFrame(
             columns=["table_name", "source_file", "line_number", "reason", "raw_line"]
         )
-    with open_session(DuckDBConfig()) as con:
+    with open_session(duckdb_config or DuckDBConfig()) as con:
         query = load_sql("ingest/read_quarantine")
         return con.execute(query, {"files": [str(f) for f in files]}).df()
 
@@ -750,13 +752,15 @@ def table_counts(sources: list[SourceReport]) -> dict[str, dict[str, int]]:
     return counts
 
 
-def quarantine_reasons(data_root: Path, dataset: str, run_id: str) -> dict[str, int]:
+def quarantine_reasons(
+    data_root: Path, dataset: str, run_id: str, duckdb_config: DuckDBConfig | None = None
+) -> dict[str, int]:
     """Quarantined rows of one run per reason (offending values stripped), most frequent first."""
     root = quarantine_dir(data_root, dataset)
     files = sorted(root.glob(f"*/ingest_date=*/part-{run_id}-*.parquet"))
     if not files:
         return {}
-    with open_session(DuckDBConfig()) as con:
+    with open_session(duckdb_config or DuckDBConfig()) as con:
         rows = con.execute(
             load_sql("ingest/quarantine_reasons"), {"files": [str(f) for f in files]}
         ).fetchall()
