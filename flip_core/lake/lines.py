@@ -228,8 +228,8 @@ def parse_text_lines(
     when a line is not plainly that, so the caller takes the exact path: a refused byte
     (`_TEXT_REFUSED`), a byte over 0x7f unless `encoding` is latin-1, a blank line, `:::`,
     another field count, an int32 field that is not 1 to 9 digits, a line over
-    `max_line_bytes`. Text fields are the decoded
-    text between the separators, as the exact path's `string_split` gives them.
+    `max_line_bytes`. Text fields are the decoded text between the separators, as the exact
+    path's `string_split` gives them.
     """
     text_ok = data.isascii() or codecs.lookup(encoding).name == _LATIN_1
     if (
@@ -361,12 +361,8 @@ def _split(
     `dropped`: bytes of the first line that were not kept (it is over-long).
     """
     arr = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(arr == 10)
-    ends = newlines if not partial else np.append(newlines, len(arr))
+    starts, ends = _line_bounds(data)  # a partial last line ends at the end of `data`
     count = len(ends)
-    starts = np.empty(count, dtype=np.int64)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
     has_cr = (ends > starts) & (arr[np.maximum(ends - 1, 0)] == 13)
     content_ends = ends - has_cr
     lengths = content_ends - starts
@@ -379,7 +375,7 @@ def _split(
     texts: dict[int, str] = {}
     # Bytes below 0x20 other than the line ends are rare: count them before looking closer.
     below_space = int(np.count_nonzero(arr < 32))
-    if below_space != len(newlines) + int(has_cr.sum()) or b"\x7f" in data:
+    if below_space != count - partial + int(has_cr.sum()) or b"\x7f" in data:
         _flag_bad_bytes(arr, starts, content_ends, issues)
     if not data.isascii():
         _decode_non_ascii(data, arr, starts, content_ends, encoding, issues, texts)
