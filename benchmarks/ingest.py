@@ -8,9 +8,9 @@ pandera models lazily (ratings also checked against the known users and movies),
 Rows/s counts every data row of users, movies and ratings, from the raw files to the lake.
 Both sides run `--repeats` times, alternating, each into a fresh folder, after one untimed warm-up
 run each; the best time of each side is reported (the machine may be shared). Ours reuses the
-process's DuckDB database, which the warm-up opened; each repeat also times an ingest after
-closing it (untimed), which so opens a new one, as a process's first ingest does (`ours, new
-DuckDB database`; `ratio_new_database` in the JSON). The CPU seconds of
+process's DuckDB database, which the warm-up opened; each repeat also times an ingest that first
+closes it (untimed) and so opens a new one, as a process's first ingest does (`ours, new DuckDB
+database`; `ratio_new_database` in the JSON). The CPU seconds of
 each side (process time, all threads) are printed too, with their ratio (`cpu_ratio` in the JSON):
 on a loaded machine they say more than wall time.
 
