@@ -34,9 +34,14 @@ class PathsConfig(_Section):
     """Where the pipeline reads and writes."""
 
     data_root: Path = Path("data")
+    dataset: Path = Field(
+        default=Path("configs/datasets/ml-1m.yaml"),
+        description="Dataset spec YAML (tables, joins, label, fields, prompt, protocols); a "
+        "relative path is looked up in the working folder, then in the project folder.",
+    )
     raw_dir: Path | None = Field(
         default=None,
-        description="Folder of raw MovieLens-style files; None generates synthetic data.",
+        description="Folder of raw files the dataset spec reads; None generates synthetic data.",
     )
 
 
@@ -70,7 +75,6 @@ class DuckDBConfig(_Section):
 class IngestConfig(_Section):
     """Raw log ingestion and validation."""
 
-    dataset: str = "ml1m"
     max_bad_share: float = Field(
         default=0.01, ge=0.0, le=1.0, description="Fail the ingest above this quarantined share."
     )
@@ -85,26 +89,17 @@ class IngestConfig(_Section):
         pattern=r"^\d{4}-\d{2}-\d{2}$",
         description="Lake partition for this run (YYYY-MM-DD); None means today (UTC).",
     )
-    spec: Path | None = Field(
-        default=None,
-        description="Dataset spec YAML for a non-MovieLens click log (CSV/Parquet); its `name` "
-        "is the lake dataset. None reads MovieLens .dat files.",
-    )
     duckdb: DuckDBConfig = DuckDBConfig()
 
 
 class FeaturesConfig(_Section):
     """Protocol, vocabularies and prompt rendering."""
 
-    protocol: str = Field(
-        default="ml1m-time-811",
-        description="ml1m-time-811 | ml1m-random-811 | ml1m-ref-9010 (leaky: no valid split).",
+    protocol: str | None = Field(
+        default=None,
+        description="A protocol of the dataset spec (e.g. ml1m-time-811); None: its first.",
     )
     min_count: int = Field(default=1, ge=1)
-    template: str = Field(
-        default="{field} is {value}.", description="Per-field sentence; {value} once, {field}."
-    )
-    separator: str = Field(default=" ", description="Joins the field sentences of a row.")
     max_length: int = Field(default=128, ge=8)
     verify_rows: int = Field(
         default=512, ge=0, description="Rows per split re-tokenized whole to check the assembly."

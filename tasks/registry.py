@@ -180,7 +180,7 @@ def publish_model(
             raise ValueError(f"metrics lack {key!r}, which the champion gate compares")
     client, _ = configure(config.mlflow)
     name = config.mlflow.registered_model
-    prompt = {"template": config.features.template, "max_length": config.features.max_length}
+    prompt = {"max_length": config.features.max_length}
     uri = log_pyfunc(
         client, run_id, model_dir, batch_size=config.mlflow.score_batch_size, prompt=prompt
     )

@@ -9,7 +9,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerBase, RobertaTokenizerFast
 
 from flip_core.data.tokenization import FieldTokenizer, load_tokenizer
-from flip_core.lake import ingest_raw_dir
+from flip_core.lake import ingest_spec_dir
+from flip_core.spec import DatasetSpec, load_dataset_spec, resolve_spec_path
 
 _CORPUS = [
     "user id is 12. gender is female. age is 25-34. occupation is K-12 student.",
@@ -59,6 +60,15 @@ def field_tokenizer(name: str) -> FieldTokenizer:
     return FieldTokenizer(minilm_tokenizer() if name == "bert" else roberta_tokenizer())
 
 
+ML1M_SPEC_PATH = resolve_spec_path("configs/datasets/ml-1m.yaml")
+
+
+@cache
+def ml1m_spec() -> DatasetSpec:
+    """The MovieLens-1M dataset spec (the synthetic MovieLens data has the same shape)."""
+    return load_dataset_spec(ML1M_SPEC_PATH)
+
+
 def ingest(raw_dir: Path, data_root: Path) -> Path:
-    """Ingest a raw folder with the real lake ingest; returns the lake folder."""
-    return ingest_raw_dir(raw_dir, data_root).lake_dir
+    """Ingest a raw MovieLens-shaped folder with the real spec ingest; returns the lake folder."""
+    return ingest_spec_dir(raw_dir, data_root, ml1m_spec()).lake_dir

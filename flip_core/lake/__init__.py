@@ -18,26 +18,22 @@ from flip_core.lake.manifest import (
 from flip_core.lake.schemas import LAKE_TABLES, MoviesModel, RatingsModel, UsersModel
 from flip_core.lake.spec_ingest import ingest_spec_dir
 from flip_core.lake.spec_validate import validate_spec_lake
-from flip_core.lake.specs import DatasetSpec, SpecError, load_spec
 
 __all__ = [
     "LAKE_TABLES",
     "BadShareError",
-    "DatasetSpec",
     "IngestError",
     "IngestResult",
     "LakeManifest",
     "MoviesModel",
     "RatingsModel",
     "SourceReport",
-    "SpecError",
     "UsersModel",
     "ingest_raw_dir",
     "ingest_spec_dir",
     "lake_dir",
     "lake_table_glob",
     "load_manifest",
-    "load_spec",
     "quarantine_dir",
     "read_quarantine",
     "validate_spec_lake",

@@ -196,8 +196,12 @@ def ingest_raw_dir(
     data_root: Path,
     config: IngestConfig | None = None,
     ingest_date: str | None = None,
+    dataset: str = "ml-1m",
 ) -> IngestResult:
     """Ingest every raw file of `raw_dir` into `<data_root>/lake/<dataset>`.
+
+    The MovieLens engine with shape-specific fast paths: the ingest benchmark's subject until
+    the spec engine (`spec_ingest.ingest_spec_dir`, which the flows use) has them too.
 
     Files whose content the lake manifest lists already are skipped. Raises `BadShareError` when
     the quarantined share of a table passes `config.max_bad_share`, `IngestError` on unreadable
@@ -209,12 +213,12 @@ def ingest_raw_dir(
         datetime.strptime(date, "%Y-%m-%d")
     except ValueError:
         raise IngestError(f"ingest date {date!r} is not a YYYY-MM-DD date") from None
-    root = lake_dir(data_root, config.dataset)
+    root = lake_dir(data_root, dataset)
     root.mkdir(parents=True, exist_ok=True)
     with _lake_lock(root):
-        manifest = load_manifest(root, config.dataset)
+        manifest = load_manifest(root, dataset)
         removed = remove_orphans(root, manifest)
-        run = _Run(root, quarantine_dir(data_root, config.dataset), date, config, manifest)
+        run = _Run(root, quarantine_dir(data_root, dataset), date, config, manifest)
         try:
             sources = find_sources(raw_dir)
             run.prefetch(sources)
@@ -226,7 +230,7 @@ def ingest_raw_dir(
             run.close()
     tables = {t: manifest.rows(t) for t in TABLES}
     return IngestResult(
-        dataset=config.dataset,
+        dataset=dataset,
         lake_dir=root,
         quarantine_dir=run.quarantine_root,
         ingest_date=date,

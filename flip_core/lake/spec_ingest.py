@@ -1,8 +1,9 @@
 """Click logs described by a dataset spec (CSV or Parquet) -> the same validated Parquet lake.
 
 Same contract as the MovieLens ingest (`ingest.py`, whose run machinery this reuses): one lake
-table `<data_root>/lake/<spec.name>/<spec.table>/ingest_date=.../*.parquet` with the spec's
-columns, `label` (TINYINT 0/1), `source_file` and `line_number`; a manifest of content hashes (a
+table per spec table, `<data_root>/lake/<spec.name>/<table>/ingest_date=.../*.parquet`, with the
+table's columns, `source_file` and `line_number`; one run ingests every table (dimension tables
+first, the events last) and commits all of them or nothing; a manifest of content hashes (a
 file ingested before adds nothing); duplicates inside a file kept once and counted; rows failing
 the spec's rules quarantined with source file, line number (CSV: physical line, 1-based; Parquet:
 row index, 0-based) and reason; nothing renamed into the lake unless every file went through
@@ -44,7 +45,8 @@ from flip_core.lake.manifest import (
     table_files,
 )
 from flip_core.lake.schemas import failure_reasons
-from flip_core.lake.specs import LABEL, DatasetSpec, spec_schema
+from flip_core.lake.spec_schema import spec_schema
+from flip_core.spec import DatasetSpec, TableSpec
 from flip_core.sql import load_sql
 
 _PARQUET_ROWS = 1 << 16
@@ -55,23 +57,20 @@ _WHAT = {
     "bool": "a boolean",
     "timestamp": "a timestamp",
 }
-_COMPARE = {
-    ">=": pc.greater_equal,
-    ">": pc.greater,
-    "<=": pc.less_equal,
-    "<": pc.less,
-    "==": pc.equal,
-    "!=": pc.not_equal,
-}
 
 
-def find_spec_sources(raw_dir: Path, spec: DatasetSpec) -> list[Path]:
-    """Files of `raw_dir` matching the spec's globs, sorted, each once."""
+def find_spec_sources(raw_dir: Path, spec: DatasetSpec) -> list[tuple[TableSpec, Path]]:
+    """(table, file) of every file of `raw_dir` a spec table's globs match, in ingest order."""
     if not raw_dir.is_dir():
         raise IngestError(f"raw data folder {raw_dir} does not exist")
-    found = sorted({p for glob in spec.files for p in raw_dir.glob(glob) if p.is_file()})
+    found = [
+        (table, path)
+        for table in spec.ingest_order
+        for path in sorted({p for g in table.files for p in raw_dir.glob(g) if p.is_file()})
+    ]
     if not found:
-        raise IngestError(f"{raw_dir} holds no file matching {spec.files} (spec {spec.name!r})")
+        globs = {t.name: t.files for t in spec.tables}
+        raise IngestError(f"{raw_dir} holds no file of dataset {spec.name!r} (tables: {globs})")
     return found
 
 
@@ -98,11 +97,12 @@ def ingest_spec_dir(
     with _lake_lock(root):
         manifest = load_manifest(root, spec.name)
         removed = remove_orphans(root, manifest)
-        check_lake_columns(root, spec)
+        for table in spec.tables:
+            check_lake_columns(root, table)
         run = _SpecRun(root, quarantine_dir(data_root, spec.name), date, config, manifest, spec)
         try:
-            for path in find_spec_sources(raw_dir, spec):
-                run.ingest_source(spec.table, path)
+            for table, path in find_spec_sources(raw_dir, spec):
+                run.ingest_source(table.name, path)
             run.check_bad_share(raw_dir)
             run.commit()
         finally:
@@ -114,32 +114,32 @@ def ingest_spec_dir(
         ingest_date=date,
         run_id=run.run_id,
         sources=run.reports,
-        table_rows={spec.table: manifest.rows(spec.table)},
+        table_rows={t.name: manifest.rows(t.name) for t in spec.tables},
         removed_orphans=removed,
     )
 
 
-def lake_columns(spec: DatasetSpec) -> list[str]:
-    """Columns of the spec's lake table, in order."""
-    return [*spec.column_names, LABEL, "source_file", "line_number"]
+def lake_columns(table: TableSpec) -> list[str]:
+    """Columns of a spec table in the lake, in order."""
+    return [*table.column_names, "source_file", "line_number"]
 
 
-def check_lake_columns(root: Path, spec: DatasetSpec) -> None:
-    """Raise `IngestError` when the lake table was written with other columns than `spec` has."""
-    files = table_files(root, spec.table)
+def check_lake_columns(root: Path, table: TableSpec) -> None:
+    """Raise `IngestError` when the lake table was written with other columns than `table` has."""
+    files = table_files(root, table.name)
     if not files:
         return
     found = pq.read_schema(files[0]).names
-    if found != lake_columns(spec):
+    if found != lake_columns(table):
         raise IngestError(
-            f"the lake table {root / spec.table} has columns {found}, the spec "
-            f"{spec.name!r} gives {lake_columns(spec)}; a spec with other columns needs a new "
-            "dataset name (or delete the lake and ingest again)"
+            f"the lake table {root / table.name} has columns {found}, the spec gives "
+            f"{lake_columns(table)}; a spec with other columns needs a new dataset name (or "
+            "delete the lake and ingest again)"
         )
 
 
 class _SpecRun(_Run):
-    """An ingest run over spec files: parse, cast, label, dedup, validate, write."""
+    """An ingest run over spec files: parse, cast, dedup, validate, write."""
 
     def __init__(
         self,
@@ -151,12 +151,18 @@ class _SpecRun(_Run):
         spec: DatasetSpec,
     ) -> None:
         super().__init__(root, quarantine_root, date, config, manifest)
-        self.spec = spec
-        self.staged = {spec.table: []}
-        self.unit = "row" if spec.format == "parquet" else "line"
+        self.tables = {t.name: t for t in spec.tables}
+        self.spec = spec.tables[0]  # the table of the file being ingested
+        self.staged = {t.name: [] for t in spec.tables}
         self.indexes: list[int] = []  # 1-based field of each spec column in the current file
 
+    @property
+    def unit(self) -> str:
+        """What a source position counts: CSV lines or Parquet rows."""
+        return "row" if self.spec.format == "parquet" else "line"
+
     def ingest_source(self, table: str, path: Path) -> None:
+        self.spec = self.tables[table]
         sha = file_sha256(path)
         report = SourceReport(table=table, path=path, sha256=sha)
         self.reports.append(report)
@@ -272,7 +278,7 @@ class _SpecRun(_Run):
         if not first:
             report.messages.append(f"{path.name}: empty file, nothing to ingest")
 
-    # -- typing, label, staging ----------------------------------------------------------------
+    # -- typing, staging -----------------------------------------------------------------------
 
     def _spec_stage(self) -> None:
         rows = self.con.sql(load_sql("ingest/spec_rows")).to_arrow_table()
@@ -290,25 +296,12 @@ class _SpecRun(_Run):
             if not column.nullable:
                 problems.append(_null_problem(column.name, values, problem, problems[0]))
         reason = _join_problems(problems)
-        columns[LABEL] = self._spec_label(columns[self.spec.label.column])
         columns["text"] = _array(rows["text"])
         columns["reason"] = reason
         self.con.register("typed", pa.table(columns))
         params = {"keys": self.spec.key_columns, "columns": self.spec.column_names}
         self.con.execute(load_sql("ingest/spec_stage"), params)
         self.con.unregister("typed")
-
-    def _spec_label(self, values: pa.Array) -> pa.Array:
-        """The 0/1 label of every row (null where the column is; such rows are quarantined)."""
-        rule = self.spec.label
-        if rule.op is None:  # kept as is; pandera checks it is 0 or 1
-            return pc.cast(values, pa.int64())
-        if rule.op == "in":
-            label = pc.is_in(values, value_set=pa.array(rule.values).cast(values.type))
-            label = pc.if_else(pc.is_null(values), pa.scalar(None, pa.bool_()), label)
-        else:
-            label = _COMPARE[rule.op](values, pa.scalar(rule.values[0]).cast(values.type))
-        return pc.cast(label, pa.int8())
 
     def _deduplicate_spec(self, table: str) -> None:
         self.con.execute(load_sql("ingest/spec_dedup"))

@@ -9,7 +9,7 @@ FROM (
     SELECT
         s2.line_number,
         k.first_line,
-        s2._row IS NOT DISTINCT FROM f._row AND s2.label = f.label AS same
+        s2._row IS NOT DISTINCT FROM f._row AS same
     FROM (
         SELECT _key, min(line_number) AS first_line
         FROM staged WHERE reason IS NULL GROUP BY _key HAVING count(*) > 1

@@ -1,5 +1,5 @@
 -- Stage one spec source file's typed rows (registered frame `typed`: line_number, the spec's
--- columns, label, text, reason). `_key` packs the key columns ($keys), `_row` every spec column
+-- columns, text, reason). `_key` packs the key columns ($keys), `_row` every spec column
 -- ($columns): names are bound values matched by COLUMNS, never pasted into the statement.
 CREATE OR REPLACE TEMP TABLE staged AS
 SELECT

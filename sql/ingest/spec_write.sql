@@ -1,9 +1,8 @@
 -- Write the accepted rows of one spec source file ($source) to one Parquet file ($path): the
--- spec's columns ($columns, in spec order), the 0/1 label, source file and line (row) number.
+-- table's columns ($columns, in spec order), source file and line (row) number.
 COPY (
     SELECT
         COLUMNS(lambda c: list_contains($columns, c)),
-        CAST(label AS TINYINT) AS label,
         $source AS source_file,
         line_number
     FROM staged
