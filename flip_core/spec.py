@@ -616,12 +616,19 @@ def _with_value_files(spec: DatasetSpec, folder: Path) -> DatasetSpec:
     return spec.model_copy(update={"fields": fields})
 
 
+_MESSAGE_KEY = re.compile(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+)*(\.|: )")
+
+
 def _describe(exc: ValidationError, data: dict[str, Any]) -> str:
     parts = []
     for error in exc.errors()[:3]:
         loc = _location(error["loc"], data)
         message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{loc}: {message}" if loc else message)
+        key = _MESSAGE_KEY.match(message)
+        if loc and key:  # "key: ..." from a validator of the mapping at `loc`
+            parts.append(f"{loc}.{message}")
+        else:
+            parts.append(f"{loc}: {message}" if loc else message)
     more = f" (+{exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
     return "; ".join(parts) + more
 

@@ -96,7 +96,7 @@ def _input_types(model: PyFuncModel) -> dict[str, str]:
         return {}
     kinds = {"long": "int64", "integer": "int64", "double": "float64", "float": "float64",
              "boolean": "bool", "string": "string", "datetime": "timestamp"}  # fmt: skip
-    return {c.name: kinds.get(str(c.type), "string") for c in schema.inputs if c.name}
+    return {c.name: kinds.get(c.type.name, "string") for c in schema.inputs if c.name}
 
 
 def _predict(model: PyFuncModel, frame: pd.DataFrame) -> np.ndarray:
@@ -108,11 +108,17 @@ def _predict(model: PyFuncModel, frame: pd.DataFrame) -> np.ndarray:
     try:
         result = model.predict(frame)
     except MlflowException as exc:  # schema enforcement: missing or mistyped columns
-        first = (exc.message.strip().splitlines() or ["schema error"])[0][:200]
-        raise ScoringError(f"input rejected by the model: {first}") from None
+        raise ScoringError(f"input rejected by the model: {_reason(exc.message)}") from None
     if not isinstance(result, pd.DataFrame) or OUTPUT_COLUMN not in result.columns:
         raise ScoringError(f"the model did not return a '{OUTPUT_COLUMN}' column")
     return result[OUTPUT_COLUMN].to_numpy()
+
+
+def _reason(message: str) -> str:
+    """The cause in an MLflow schema error (after its data and schema dumps), one line."""
+    text = message.strip()
+    cause = text.rsplit("Error:", 1)[-1] if "Error:" in text else text
+    return " ".join(cause.split())[:300] or "schema error"
 
 
 def score(

@@ -18,19 +18,25 @@ import pyarrow.compute as pc
 
 from flip_core.spec import MULTI_JOIN, FieldSpec
 
-UNKNOWN = "unknown"
+UNKNOWN = "unknown"  # the text of a missing value
+NONE = "none"  # the text of a multi-valued field with no value
 
 
 def raw_values(field: FieldSpec, columns: Mapping[str, pa.Array]) -> pa.Array:
-    """The field's raw value per row: the source column, or the indicator names joined by '|'."""
+    """The field's raw value per row: the source column, or the names of the indicator columns
+    that are 1, joined by '|' ('' when none is)."""
     if field.columns is None:
         return _combined(columns[field.source_columns[0]])
     names = []
     for name in field.columns:
         on = pc.fill_null(pc.not_equal(pc.cast(_combined(columns[name]), pa.int64()), 0), False)
         names.append(pc.if_else(on, pa.scalar(name), pa.scalar(None, pa.string())))
-    joined = pc.binary_join_element_wise(*names, MULTI_JOIN, null_handling="skip")
-    return pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)
+    # Nulls become empty parts, then the empty parts' separators go (pyarrow's "skip" null
+    # handling drops rows whose parts are all null).
+    joined = pc.binary_join_element_wise(
+        *names, MULTI_JOIN, null_handling="replace", null_replacement=""
+    )
+    return pc.utf8_trim(pc.replace_substring_regex(joined, r"\|{2,}", MULTI_JOIN), MULTI_JOIN)
 
 
 def id_values(field: FieldSpec, raw: pa.Array, bins: Sequence[float] | None) -> pa.Array:
@@ -61,7 +67,7 @@ def readable_value(field: FieldSpec, raw: Any) -> str:
     if field.kind == "multi":
         separator = field.separator if field.separator is not None else MULTI_JOIN
         parts = [p for p in str(raw).split(separator) if p.strip()]
-        return field.text_separator.join(_mapped(field, p) for p in parts) or UNKNOWN
+        return field.text_separator.join(_mapped(field, p) for p in parts) or NONE
     return _mapped(field, raw)
 
 
