@@ -206,7 +206,7 @@ class TableSpec(_Strict):
                 raise ValueError(f"key: {key!r} is not a column (columns: {names})")
         if len(set(self.key)) != len(self.key):
             raise ValueError("key: a column is listed twice")
-        for key in self.key_columns:
+        for key in self.key:
             if by_name[key].nullable:
                 raise ValueError(f"key: column {key!r} is nullable; key columns cannot be")
         if self.quote is not None and self.quote in self.delimiter:
@@ -321,8 +321,8 @@ class JoinSpec(_Strict):
 class ProtocolSpec(_Strict):
     """A split protocol: sort the labelled rows, then cut train / valid / test.
 
-    `order`: `time` by (event time, user, item), `random` by a seeded hash of the row, `file` by
-    (source file, line).
+    `order`: `time` by (event time, user, item), `random` by a seeded hash of (user, item, event
+    time), `file` by (source file, line); ties broken by user, item, time, source file, line.
     """
 
     name: str
@@ -572,12 +572,16 @@ def load_dataset_spec(path: Path | str) -> DatasetSpec:
         base = data.pop("base")
         if not isinstance(base, str):
             raise SpecError(f"{path}: base: expected a file name, not {base!r}")
-        data = {**_read_mapping(path.parent / base), **data}
+        try:
+            data = {**_read_mapping(path.parent / base), **data}
+        except SpecError as exc:
+            raise SpecError(f"{path}: base: {exc}") from None
+    _check_join_keys(path, data)
     try:
         spec = DatasetSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"{path}: {_describe(exc, data)}") from None
-    return _with_value_files(spec, path.parent)
+    return _with_value_files(spec, path)
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
@@ -586,26 +590,36 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise SpecError(f"{path}: cannot read the dataset spec ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({exc})") from None
+        raise SpecError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: a dataset spec is a mapping (name, tables, fields, ...)")
     return data
 
 
-def _with_value_files(spec: DatasetSpec, folder: Path) -> DatasetSpec:
+def _check_join_keys(path: Path, data: dict[str, Any]) -> None:
+    """YAML 1.1 reads a bare `on:` as the boolean true: say so instead of a cryptic error."""
+    joins = data.get("joins")
+    for i, join in enumerate(joins if isinstance(joins, list) else []):
+        if isinstance(join, dict) and True in join:
+            raise SpecError(f"{path}: joins[{i}]: write `key:`, not `on:` (YAML reads on as true)")
+
+
+def _with_value_files(spec: DatasetSpec, path: Path) -> DatasetSpec:
+    folder = path.parent
     fields = []
     for i, field in enumerate(spec.fields):
         lookup = field.values_file
         if lookup is None:
             fields.append(field)
             continue
-        where = f"{folder}: fields[{i}] ({field.name}).values_file"
+        where = f"{path}: fields[{i}] ({field.name}).values_file"
         try:
             lines = (folder / lookup.path).read_text(encoding=lookup.encoding).splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecError(f"{where}: cannot read {lookup.path} ({exc})") from None
         values: dict[str, str] = {}
-        for number, line in enumerate(lines[1:] if lookup.header else lines, start=1):
+        first = 2 if lookup.header else 1
+        for number, line in enumerate(lines[1:] if lookup.header else lines, start=first):
             parts = line.split(lookup.delimiter)
             if not line.strip():
                 continue

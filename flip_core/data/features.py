@@ -180,6 +180,12 @@ def label_values(rule: LabelRule, values: pa.ChunkedArray | pa.Array) -> pa.Arra
     """The 0/1 label (int8) the rule gives each value."""
     values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if rule.op is None:
+        other = pc.drop_null(pc.filter(values, pc.invert(pc.is_in(values, pa.array([0, 1])))))
+        if len(other):
+            raise ValueError(
+                f"label column {rule.column!r} holds {other[0].as_py()!r}, not 0/1; give the "
+                "spec's label an op and value (or allowed: [0, 1] on the column)"
+            )
         return pc.cast(values, pa.int8())
     if rule.op == "in":
         label = pc.is_in(values, value_set=pa.array(rule.values).cast(values.type))
