@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 from torch import nn
 
@@ -29,15 +30,32 @@ class ScoringError(ValueError):
     """The input rows or the model directory cannot be scored."""
 
 
-def encode_rows(feature_map: FeatureMap, frame: pd.DataFrame) -> np.ndarray:
-    """Field ids `[N, F]` (int64) of raw rows; unseen or missing values become OOV."""
+def field_values(feature_map: FeatureMap, frame: pd.DataFrame) -> dict[str, pa.Array]:
+    """Each field's raw value per row, from the input columns the fields read."""
     check_columns(feature_map, frame.columns)
     columns = {name: _arrow_column(frame[name]) for name in feature_map.columns}
-    ids = np.empty((len(frame), len(feature_map.field_names)), dtype=np.int64)
-    for j, name in enumerate(feature_map.field_names):
-        raw = raw_values(feature_map.field_spec(name), columns)
-        ids[:, j] = encode_field(feature_map, name, raw).to_numpy(zero_copy_only=False)
+    return {
+        name: raw_values(feature_map.field_spec(name), columns)
+        for name in feature_map.field_names
+    }
+
+
+def encode_fields(feature_map: FeatureMap, raw: Mapping[str, pa.Array]) -> np.ndarray:
+    """Field ids `[N, F]` (int64) of per-field raw values; unseen or missing values -> OOV."""
+    names = feature_map.field_names
+    missing = [name for name in names if name not in raw]
+    if missing:
+        raise ScoringError(f"no values for field(s) {', '.join(missing)}")
+    rows = len(raw[names[0]]) if names else 0
+    ids = np.empty((rows, len(names)), dtype=np.int64)
+    for j, name in enumerate(names):
+        ids[:, j] = encode_field(feature_map, name, raw[name]).to_numpy(zero_copy_only=False)
     return ids
+
+
+def encode_rows(feature_map: FeatureMap, frame: pd.DataFrame) -> np.ndarray:
+    """Field ids `[N, F]` (int64) of raw rows; unseen or missing values become OOV."""
+    return encode_fields(feature_map, field_values(feature_map, frame))
 
 
 def check_columns(feature_map: FeatureMap, present: Iterable[str]) -> None:
@@ -73,8 +91,6 @@ def load_ctr_model(model_dir: Path) -> nn.Module:
 
 def _arrow_column(column: pd.Series) -> Any:
     """A raw column as Arrow, integral floats (from JSON/NaN) back to integers."""
-    import pyarrow as pa
-
     if pd.api.types.is_float_dtype(column) and bool((column.dropna() % 1 == 0).all()):
         column = column.astype("Int64")
     if column.dtype == object and column.map(lambda v: isinstance(v, float)).any():
@@ -93,15 +109,14 @@ class PromptEncoder:
     feature_map: FeatureMap
     max_length: int = 128
 
-    def __call__(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
-        """`input_ids` and `attention_mask`, `[N, T]`, padded to the longest row."""
+    def __call__(self, raw: Mapping[str, pa.Array]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`input_ids` and `attention_mask`, `[N, T]`, padded to the longest row, from each
+        field's raw values."""
         from flip_core.data.prompts import PromptTemplate
         from flip_core.data.tokenization import render_and_tokenize
 
         fmap = self.feature_map
-        columns = {name: _arrow_column(frame[name]) for name in fmap.columns}
         fields = [fmap.field_spec(name) for name in fmap.field_names]
-        raw = {f.name: raw_values(f, columns) for f in fields}
         template = PromptTemplate.for_fields(fmap.prompt, fields)
         rows = render_and_tokenize(raw, fields, template, self.tokenizer, self.max_length)
         lengths = rows.lengths
@@ -160,16 +175,21 @@ class RawRowScorer:
             out[start : start + len(batch)] = torch.sigmoid(logits.float()).numpy()
         return out
 
-    @torch.inference_mode()
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Probabilities `[N]` for raw rows (a DataFrame with the raw field columns)."""
-        ids = encode_rows(self.feature_map, frame)
+        """Probabilities `[N]` for raw rows (a DataFrame with the model's input columns)."""
+        return self.predict_fields(field_values(self.feature_map, frame))
+
+    @torch.inference_mode()
+    def predict_fields(self, raw: Mapping[str, pa.Array]) -> np.ndarray:
+        """Probabilities `[N]` for per-field raw values (e.g. a split file's `<field>_raw`)."""
+        ids = encode_fields(self.feature_map, raw)
         if self.prompts is None:
             return self.predict_ids(ids)
-        out = np.empty(len(frame), dtype=np.float64)
-        for start in range(0, len(frame), self.batch_size):
+        out = np.empty(len(ids), dtype=np.float64)
+        for start in range(0, len(ids), self.batch_size):
             end = start + self.batch_size
-            input_ids, attention_mask = self.prompts(frame.iloc[start:end])
+            batch = {name: values[start:end] for name, values in raw.items()}
+            input_ids, attention_mask = self.prompts(batch)
             logits = self.model(
                 field_ids=torch.from_numpy(ids[start:end]),
                 input_ids=input_ids,
@@ -181,8 +201,6 @@ class RawRowScorer:
 
 def arrow_types(columns: Mapping[str, str]) -> dict[str, Any]:
     """Arrow types of raw input columns given by their dataset-spec types."""
-    import pyarrow as pa
-
     types = {
         "int32": pa.int64(),
         "int64": pa.int64(),
@@ -270,3 +288,20 @@ def _typed(kind: str, value: Any) -> Any:
     if kind == "bool":
         return str(value).lower() in ("true", "1")
     return str(value)
+
+
+def score_split_file(scorer: RawRowScorer, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of a split file's rows (`splits/<split>.parquet`: `<field>_raw`
+    and `label`), scored from their raw values with the scorer's own vocabularies, so any model
+    of the same dataset can be scored on the current rows (the champion gate rescoring)."""
+    import pyarrow.parquet as pq
+
+    names = scorer.feature_map.field_names
+    present = set(pq.read_schema(path).names)
+    missing = [name for name in names if f"{name}_raw" not in present]
+    if missing:
+        raise ScoringError(f"{path} lacks the raw values of field(s) {', '.join(missing)}")
+    table = pq.read_table(path, columns=[*(f"{n}_raw" for n in names), "label"])
+    raw = {name: table[f"{name}_raw"].combine_chunks() for name in names}
+    labels = table["label"].to_numpy().astype(np.float64)
+    return labels, scorer.predict_fields(raw)

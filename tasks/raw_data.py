@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from flip_core.data.synth_apps import write_synthetic_apps
 from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from flip_core.config import FlipConfig
 from flip_core.data.build import dataset_spec
 from flip_core.data.synth import write_synthetic_movielens
+from flip_core.data.synth_apps import write_synthetic_apps
 from flip_core.hashing import tree_sha256
 from flip_core.spec import DatasetSpec
 from tasks.caching import content_cache
@@ -62,16 +63,18 @@ def prepare_raw_data(config: FlipConfig) -> RawDataManifest:
         / f"synthetic-u{s.users}-m{s.movies}-r{s.ratings_per_user}-s{s.seed}"
     )
     raw_dir = raw_dir.with_name(f"{spec.name}-{raw_dir.name}")
-    if not (raw_dir / ".complete").is_file():
+    if not raw_dir.is_dir():  # written beside, then renamed: a folder that exists is complete
+        partial = raw_dir.with_name(raw_dir.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
         if spec.name == APPS_SCHEMA:
             counts: object = write_synthetic_apps(
-                raw_dir, s.users, s.movies, s.ratings_per_user, s.seed
+                partial, s.users, s.movies, s.ratings_per_user, s.seed
             )
         else:
             counts = write_synthetic_movielens(
-                raw_dir, s.users, s.movies, s.ratings_per_user, s.seed
+                partial, s.users, s.movies, s.ratings_per_user, s.seed
             )
-        (raw_dir / ".complete").touch()
+        partial.rename(raw_dir)
         logger.info("Wrote synthetic data to %s: %s", raw_dir, counts)
     return RawDataManifest(raw_dir=raw_dir, content_hash=tree_sha256(raw_dir), synthetic=True)
 
