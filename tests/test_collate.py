@@ -17,12 +17,13 @@ from flip_core.data.build import build_splits_from_config, render_from_config
 from flip_core.data.collate import IGNORE_INDEX, FlipCollate
 from flip_core.data.dataset import FeatureDataset, RowBatch
 from flip_core.data.feature_map import MASK_ID
-from flip_core.data.loaders import feature_dataloaders, load_feature_map
+from flip_core.data.loaders import load_feature_map
 from flip_core.data.prompts import PromptTemplate
 from flip_core.data.protocols import FIELDS
 from flip_core.data.render import read_manifest
 from flip_core.data.tokenization import render_and_tokenize
 from tests.features_support import field_tokenizer, ingest
+from tests.support.loaders import feature_dataloaders
 
 F = len(FIELDS)
 

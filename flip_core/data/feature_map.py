@@ -87,10 +87,6 @@ class FeatureMap:
             dtype=np.int64,
         )
 
-    def encode_row(self, row: Mapping[str, Any]) -> list[int]:
-        """Ids of one row given as {field: raw value}, in field order (missing -> OOV)."""
-        return [self.encode(name, row.get(name)) for name in self.field_names]
-
     def decode(self, field_name: str, value_id: int) -> str | None:
         """The raw value (string form) of an id; None for the reserved ids."""
         f = self._field(field_name)
