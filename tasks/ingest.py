@@ -52,10 +52,10 @@ def ingest_raw(config: FlipConfig, raw: RawDataManifest) -> LakeSnapshot:
     With `ingest.spec` the files are read through that dataset spec (lake dataset: its name).
     """
     logger = get_run_logger()
-    dataset = _dataset(config)
+    dataset = lake_dataset(config)
     with lake_lock(config):
         try:
-            result = _ingest(config, raw.raw_dir)
+            result = ingest_files(config, raw.raw_dir)
         except BadShareError as exc:
             _publish(config, exc.run_id, table_counts(exc.sources), dataset)
             raise
@@ -101,12 +101,14 @@ def spec_inbox(config: FlipConfig) -> RawDataManifest:
     return RawDataManifest(raw_dir=raw_dir, content_hash=tree_sha256(raw_dir), synthetic=False)
 
 
-def _dataset(config: FlipConfig) -> str:
+def lake_dataset(config: FlipConfig) -> str:
+    """The lake dataset of an ingest: the spec's name with `ingest.spec`, else ingest.dataset."""
     spec = config.ingest.spec
     return load_spec(spec).name if spec is not None else config.ingest.dataset
 
 
-def _ingest(config: FlipConfig, raw_dir: Path) -> IngestResult:
+def ingest_files(config: FlipConfig, raw_dir: Path) -> IngestResult:
+    """Ingest `raw_dir` into the lake as `config` says (through `ingest.spec` when set)."""
     data_root, spec = config.paths.data_root, config.ingest.spec
     if spec is not None:
         return ingest_spec_dir(raw_dir, data_root, load_spec(spec), config.ingest)
