@@ -3,13 +3,18 @@
 Each command's subcommand path must resolve in the `flip` app and print its `--help`; its
 options and arguments are then parsed by click without running the command (placeholders such
 as `<features dir>` become a dummy value; a command that elides the rest with `...` may leave
-required options out). Fenced `make X` lines must name a Makefile target.
+required options out). Fenced `make X` lines must name a Makefile target, and
+`python benchmarks/X.py --opt ...` lines a script whose `--help` lists each option.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import shlex
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ _MENTION = re.compile(r"(^|[\s/])(flip|make)\s")
 _PLACEHOLDER = re.compile(r"<[^<>\n]+>")
 _CONTROL = re.compile(r"\s(?:&&|\|\||\||;)\s|;\s*$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_PROGRAMS = ("flip", "make", "benchmark")  # benchmark: `python benchmarks/<script>.py`
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ def _words(segment: str) -> list[str]:
 
 
 def commands_in(text: str, name: str) -> list[DocCommand]:
-    """The `flip` and `make` commands of the fenced blocks in `text`."""
+    """The `flip`, `make` and benchmark commands of the fenced blocks in `text`."""
     found: list[DocCommand] = []
     for block in _FENCE.finditer(text):
         if block.group(1) not in _SHELL:
@@ -83,7 +89,9 @@ def commands_in(text: str, name: str) -> list[DocCommand]:
                 if not words:
                     continue
                 program = Path(words[0]).name
-                if program in ("flip", "make"):
+                if program.startswith("python") and words[1:2] and "benchmarks/" in words[1]:
+                    program = "benchmark"
+                if program in _PROGRAMS:
                     rest = [w for w in words[1:] if w != "..."]
                     found.append(
                         DocCommand(
@@ -98,7 +106,17 @@ def commands_in(text: str, name: str) -> list[DocCommand]:
 
 def check_command(command: DocCommand) -> None:
     """Raise AssertionError unless the command's subcommand and options exist as written."""
-    assert command.program in ("flip", "make"), f"{command.where}: {command.program}"
+    assert command.program in _PROGRAMS, f"{command.where}: {command.program}"
+    if command.program == "benchmark":
+        script, *rest = command.args
+        shown = f"python {script}"
+        assert (ROOT / script).is_file(), f"{command.where}: no {script}"
+        listed = set(re.findall(r"--[\w-]+", _script_help(script)))
+        for word in rest:
+            option = word.split("=", 1)[0]
+            if option.startswith("--"):
+                assert option in listed, f"{command.where}: `{shown}` has no {option}"
+        return
     if command.program == "make":
         targets = re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.MULTILINE)
         for target in command.args:
@@ -132,6 +150,16 @@ def check_command(command: DocCommand) -> None:
             raise AssertionError(f"{command.where}: `{shown} {' '.join(args)}`: {exc}") from None
 
 
+@functools.cache
+def _script_help(script: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, script, "--help"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, f"`python {script} --help` failed: {done.stderr[-2000:]}"
+    return done.stdout
+
+
 def _documented() -> list[DocCommand]:
     found: list[DocCommand] = []
     for path in DOCS:
@@ -162,6 +190,8 @@ def test_a_documented_command_exists_as_written(command: DocCommand) -> None:
         "flip data",
         "flip score --input a.parquet",  # --output is required and nothing is elided
         "make no-such-target",
+        "python benchmarks/score.py --no-such-option 1",
+        "python benchmarks/no_such_script.py",
         "flip score --input 'a.parquet --output b.parquet",
     ],
 )
