@@ -23,7 +23,7 @@ inflate and parse the ratings; open DuckDB; pandera on every table; the ratings 
 prints the ratio to pandas they would allow if nothing else ran and they were spread perfectly
 over the cores: a ceiling for this machine, not a target.
 
-Run: `flock /tmp/flip-heavy.lock .venv/bin/python benchmarks/ingest.py` (synthetic data stands in
+Run: `.venv/bin/python benchmarks/ingest.py` (synthetic data stands in
 when ../shared/data/ml-1m is absent). Last line: one JSON object.
 """
 

@@ -40,12 +40,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from transformers import BertConfig, PreTrainedTokenizerBase
 
-from flip_core.config import FlipConfig, IDModelConfig, load_config
-from flip_core.data.collate import FlipCollate
+from flip_core.config import MASK_RATIO, FlipConfig, IDModelConfig, load_config
+from flip_core.data.collate import IGNORE_INDEX, FlipCollate
 from flip_core.data.dataset import FeatureDataset
 from flip_core.data.loaders import load_feature_map
 from flip_core.models.flip import FlipForPretraining, FlipModelConfig, make_masks_disjoint
-from flip_core.models.heads import IGNORE_INDEX, HeadResult, MLMHead
+from flip_core.models.heads import HeadResult, MLMHead
 from flip_core.models.plm import PLMEncoder, load_tokenizer
 from flip_core.spec import load_dataset_spec, resolve_spec_path
 
@@ -102,7 +102,7 @@ class NaiveTextDataset(Dataset[dict[str, Any]]):
 class NaiveCollate:
     """Stacks fixed-length rows and draws the same kind of whole-field masks as FlipCollate."""
 
-    def __init__(self, mask_token_id: int, ratio: float = 0.15, seed: int = 0) -> None:
+    def __init__(self, mask_token_id: int, ratio: float = MASK_RATIO, seed: int = 0) -> None:
         self.mask_token_id = mask_token_id
         self.ratio = ratio
         self.rng = np.random.default_rng(seed)

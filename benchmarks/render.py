@@ -7,7 +7,7 @@ timed on the first `--baseline-rows` rows and reported as rows/s. Both are in me
 split tables to token ids + spans. Then the full prompt stage (`render_features`: read splits,
 render, tokenize, write Parquet + manifest) runs twice; the second run hits the cache.
 
-Run: `flock /tmp/flip-heavy.lock .venv/bin/python benchmarks/render.py` (add --raw-dir DIR for
+Run: `.venv/bin/python benchmarks/render.py` (add --raw-dir DIR for
 other data; synthetic data when ../shared/data/ml-1m is absent). Last line: one JSON object.
 """
 

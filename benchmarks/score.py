@@ -6,9 +6,9 @@ writes N raw rows (5% with unseen user/movie ids) and scores them with `tasks.sc
 (the code behind `flip score`) in a fresh process per size, so each size's peak RSS is its own.
 rows/s counts read + encode + predict + write, after the model is loaded (load time is reported
 apart); peak RSS is the child's VmHWM (the whole process: Python, torch, MLflow, the model).
-Run it under the heavy-job lock:
+Run it:
 
-    flock /tmp/flip-heavy.lock .venv/bin/python benchmarks/score.py
+    .venv/bin/python benchmarks/score.py
 
 The last line is one JSON object: benchmark, rows_per_s, peak_rss_gib (+ details).
 """

@@ -10,10 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -24,6 +31,19 @@ _DUCKDB_MEMORY = re.compile(
     r"^\s*(\d+(\.\d+)?\s*(%|b|bytes?|[kmgt]i?b?|(kilo|mega|giga|tera)bytes?)|-1|none)\s*$",
     re.IGNORECASE,
 )
+
+
+MASK_RATIO = 0.15  # default share of a row's fields that MLM, and MTM, mask in pretraining
+
+
+def check_mask_ratio(ratio: float) -> float:
+    """`ratio` if it is a share in (0, 1] (at least one field is masked per row anyway)."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"a mask ratio must be in (0, 1], got {ratio}")
+    return ratio
+
+
+MaskRatio = Annotated[float, AfterValidator(check_mask_ratio)]
 
 
 class _Section(BaseModel):
@@ -171,8 +191,8 @@ class PretrainConfig(_Section):
     mlm_weight: float = Field(default=1.0, ge=0.0)
     mtm_weight: float = Field(default=1.0, ge=0.0)
     icl_weight: float = Field(default=1.0, ge=0.0)
-    mlm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
-    mtm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
+    mlm_field_ratio: MaskRatio = MASK_RATIO
+    mtm_field_ratio: MaskRatio = MASK_RATIO
     max_rows: int | None = Field(default=None, ge=1)
     max_valid_rows: int | None = Field(
         default=None, ge=1, description="Cap on the valid rows pretraining evaluates (speed)."

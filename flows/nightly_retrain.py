@@ -3,8 +3,7 @@
 Stages: prepare raw data -> ingest -> validate -> features -> prompts -> pretrain -> finetune
 -> evaluate -> register + gate. Every stage is a task in `tasks/` that exchanges manifests (paths +
 content hashes) and caches on them (`tasks.caching.content_cache`), so a rerun after a failure
-skips the finished stages and a rerun on unchanged data does nothing new. Stages still being built
-are marked below; each joins the flow where its comment stands.
+skips the finished stages and a rerun on unchanged data does nothing new.
 """
 
 from __future__ import annotations

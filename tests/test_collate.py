@@ -17,10 +17,11 @@ from flip_core.data.build import build_splits_from_config, render_from_config
 from flip_core.data.collate import IGNORE_INDEX, FlipCollate
 from flip_core.data.dataset import FeatureDataset, RowBatch
 from flip_core.data.feature_map import MASK_ID
-from flip_core.data.loaders import feature_dataloaders, load_feature_map
+from flip_core.data.loaders import load_feature_map
 from flip_core.data.render import read_manifest
 from flip_core.data.tokenization import render_and_tokenize
 from tests.features_support import field_tokenizer, ingest, ml1m_fields, ml1m_template
+from tests.support.loaders import feature_dataloaders
 
 SPECS = ml1m_fields()
 FIELDS = [f.name for f in SPECS]

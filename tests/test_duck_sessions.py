@@ -12,7 +12,7 @@ import pytest
 
 from flip_core.config import DuckDBConfig, IngestConfig
 from flip_core.lake import ingest_raw_dir, lake_dir
-from flip_core.lake.duck import _SHARED, close_shared_database, open_session
+from flip_core.lake.duck import SHARED, close_shared_database, open_session
 from flip_core.sql import load_sql
 
 CONFIG = DuckDBConfig(memory_limit="1GB", threads=2)
@@ -33,13 +33,13 @@ def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str:
 
 def test_sessions_in_turn_share_one_database_and_nothing_else() -> None:
     with open_session(CONFIG) as con:
-        first = _SHARED._database
+        first = SHARED.current
         con.execute("CREATE TEMP TABLE staged AS SELECT 1 AS x")
         con.execute("CREATE OR REPLACE TEMP TYPE source_name AS ENUM ('a.dat')")
         con.register("batch", con.sql("SELECT 2 AS y").to_arrow_table())
         assert con.execute("SELECT field_count_problem('a', 1, 2, '::')").fetchone() is not None
     with open_session(CONFIG) as con:
-        assert _SHARED._database is first is not None
+        assert SHARED.current is first is not None
         names = {row[0] for row in con.execute("SELECT name FROM (SHOW ALL TABLES)").fetchall()}
         assert names == set()  # the temp table and the registered view ended with the session
         with pytest.raises(duckdb.CatalogException, match="source_name"):
@@ -71,11 +71,11 @@ def test_a_session_opened_while_another_runs_gets_a_database_of_its_own() -> Non
 def test_other_limits_open_a_database_with_those_limits() -> None:
     with open_session(CONFIG) as con:
         assert _setting(con, "threads") == "2"
-    first = _SHARED._database
+    first = SHARED.current
     with open_session(DuckDBConfig(memory_limit="512MB", threads=1)) as con:
         assert _setting(con, "threads") == "1"
         assert _setting(con, "memory_limit") == "488.2 MiB"
-    assert _SHARED._database is not first
+    assert SHARED.current is not first
 
 
 def test_each_session_spills_into_its_own_folder_even_after_a_spill(tmp_path: Path) -> None:
@@ -128,9 +128,9 @@ def test_an_ingest_leaves_nothing_in_the_shared_database(
 ) -> None:
     config = IngestConfig()
     ingest_raw_dir(synthetic_raw, tmp_path / "data", config)
-    used = _SHARED._database
+    used = SHARED.current
     with open_session(config.duckdb) as con:
-        assert _SHARED._database is used is not None
+        assert SHARED.current is used is not None
         made = {
             kind: con.execute(f"SELECT count(*) FROM duckdb_{kind}() WHERE NOT internal").fetchone()
             for kind in ("tables", "views", "types")

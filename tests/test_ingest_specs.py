@@ -352,7 +352,7 @@ def test_gzip_csv_with_timestamp_and_boolean_label(tmp_path: Path) -> None:
 
 def test_ingest_tasks_follow_the_spec_in_the_config(tmp_path: Path) -> None:
     from flip_core.config import load_config
-    from tasks.ingest import _dataset, _ingest, spec_inbox
+    from tasks.ingest import ingest_files, lake_dataset, spec_inbox
 
     raw = _raw(tmp_path, [HEADER, *GOOD])
     spec = _write_spec(tmp_path)
@@ -361,8 +361,8 @@ def test_ingest_tasks_follow_the_spec_in_the_config(tmp_path: Path) -> None:
     )
     inbox = spec_inbox.fn(config)
     assert inbox.raw_dir == raw and not inbox.synthetic
-    assert _dataset(config) == "shop"
-    assert _ingest(config, inbox.raw_dir).added("clicks") == 4
+    assert lake_dataset(config) == "shop"
+    assert ingest_files(config, inbox.raw_dir).added("clicks") == 4
     assert len(_lake(tmp_path / "d")) == 4
 
 

@@ -298,27 +298,36 @@ def _check_encoding(path: Path, encoding: str) -> None:
 
 def _blocks(path: Path, chunk_bytes: int, stats: LineStats) -> Iterator[bytes]:
     if path.suffix == ".gz":
-        yield from _gzip_blocks(path, chunk_bytes, stats)
+        yield from gzip_blocks(path, chunk_bytes, stats)
         return
     with path.open("rb") as handle:
         while block := handle.read(chunk_bytes):
             yield block
 
 
-def _gzip_blocks(path: Path, chunk_bytes: int, stats: LineStats) -> Iterator[bytes]:
+def gzip_blocks(
+    path: Path,
+    chunk_bytes: int,
+    stats: LineStats,
+    *,
+    read_bytes: int = _READ_BYTES,
+    decompressobj: _Inflater | None = None,
+) -> Iterator[bytes]:
     """Decompress a (possibly multi-member) gzip file in blocks of `chunk_bytes` (the last one
     shorter); mark `stats.truncated` if it ends early.
 
     Each inflate call is capped at what the current block still needs, so memory stays bounded
-    however well the data compresses; input is read in large pieces, so a file of a few MiB
-    inflates in one call (one release of the GIL, not one per MiB).
+    however well the data compresses; input is read `read_bytes` at a time (large by default, so
+    a file of a few MiB inflates in one call: one release of the GIL, not one per MiB).
+    `decompressobj` makes the inflater (default: ISA-L's when installed, else zlib's).
     """
-    inflater = _decompressobj(wbits=16 + zlib.MAX_WBITS)
+    new_inflater = decompressobj or _decompressobj
+    inflater = new_inflater(wbits=16 + zlib.MAX_WBITS)
     member_open = False
     pending: list[bytes] = []
     size = 0
     with path.open("rb") as handle:
-        raw = handle.read(_READ_BYTES)
+        raw = handle.read(read_bytes)
         while raw:
             try:
                 out = inflater.decompress(raw, chunk_bytes - size)
@@ -330,14 +339,14 @@ def _gzip_blocks(path: Path, chunk_bytes: int, stats: LineStats) -> Iterator[byt
             if inflater.eof:  # a member ended; another may follow in the same file
                 member_open = False
                 raw = inflater.unused_data
-                inflater = _decompressobj(wbits=16 + zlib.MAX_WBITS)
+                inflater = new_inflater(wbits=16 + zlib.MAX_WBITS)
             else:
                 raw = inflater.unconsumed_tail
             if size >= chunk_bytes:
                 yield b"".join(pending)
                 pending, size = [], 0
             if not raw:
-                raw = handle.read(_READ_BYTES)
+                raw = handle.read(read_bytes)
     if member_open:  # output zlib still holds once the input is spent
         pending.append(inflater.flush())
         member_open = not inflater.eof

@@ -20,14 +20,13 @@ from torch.utils.data import Subset
 from flip_core.config import FlipConfig
 from flip_core.data.collate import FlipCollate
 from flip_core.data.dataset import FeatureDataset
-from flip_core.data.feature_map import FeatureMap
+from flip_core.data.feature_map import OOV_ID, FeatureMap
 from flip_core.models.id import IDModel, build_id_model
 from flip_core.training import distributed as ddp
 from flip_core.training.callbacks import TrainerCallback
 from flip_core.training.checkpoint import seed_everything
 from flip_core.training.trainer import Trainer
 
-OOV_ID = 2
 SPLIT_FILES = ("train.parquet", "valid.parquet", "test.parquet")
 
 
