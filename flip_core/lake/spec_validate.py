@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from flip_core.config import DuckDBConfig
 from flip_core.lake.duck import open_session
+from flip_core.lake.ingest import lake_columns
 from flip_core.lake.manifest import lake_dir, load_manifest, table_files
-from flip_core.lake.schemas import failure_reasons
-from flip_core.lake.spec_ingest import lake_columns
-from flip_core.lake.spec_schema import spec_schema
-from flip_core.lake.validate import LakeReport, LakeValidationError
+from flip_core.lake.spec_schema import failure_reasons, spec_schema
 from flip_core.spec import DatasetSpec, TableSpec
 from flip_core.sql import load_sql
 
 _SHOWN = 5
+
+
+class LakeValidationError(ValueError):
+    """The lake breaks its contract; the message lists the first problems."""
+
+
+@dataclass
+class LakeReport:
+    """Rows per table and the problems found (empty when the lake is valid)."""
+
+    lake_dir: Path
+    rows: dict[str, int]
+    files: dict[str, int]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
 
 
 def validate_spec_lake(
@@ -78,7 +95,7 @@ def _check_rows(
 ) -> None:
     with open_session(config) as con:
         params = {"files": [str(p) for p in files], "columns": spec.column_names}
-        frame = con.execute(load_sql("ingest/spec_lake_rows"), params).df()
+        frame = con.execute(load_sql("ingest/lake_rows"), params).df()
     report.rows[spec.name] = len(frame)
     located = frame.set_index("where")
     reasons = failure_reasons(spec_schema(spec, key_checked=False), located.reset_index(drop=True))
