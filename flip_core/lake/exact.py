@@ -29,7 +29,9 @@ _PARQUET_ROWS = 1 << 16
 class ExactReader:
     """Stages the files of one spec table into `staged` (see the module docstring)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, spec: TableSpec, config: IngestConfig):
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, spec: TableSpec, config: IngestConfig
+    ) -> None:
         self.con = con
         self.spec = spec
         self.config = config

@@ -91,7 +91,7 @@ from flip_core.spec import DatasetSpec, JoinSpec, TableSpec
 from flip_core.sql import load_sql
 
 _SHOWN_PROBLEMS = 3
-_FAST_TYPES = {"int32": pa.int32(), "int64": pa.int64(), "string": pa.string()}
+_ARROW_TYPES = {"int32": pa.int32(), "int64": pa.int64(), "string": pa.string()}
 
 
 def ingest_dataset(
@@ -189,10 +189,10 @@ def fast_parser(table: TableSpec, max_line_bytes: int) -> FastParser | None:
         or table.quote is not None
         or not delimiter.isascii()
         or any(n.isdigit() for n in table.null_values)
-        or any(c.type not in _FAST_TYPES for c in table.columns)
+        or any(c.type not in _ARROW_TYPES for c in table.columns)
     ):
         return None
-    types = {c.name: _FAST_TYPES[c.type] for c in table.columns}
+    types = {c.name: _ARROW_TYPES[c.type] for c in table.columns}
     if int_delimiter(delimiter) and all(pa.types.is_integer(t) for t in types.values()):
         return lambda data, first: parse_int_lines(data, first, types, max_line_bytes, delimiter)
     encoding, nulls = table.encoding, table.null_values
@@ -313,11 +313,11 @@ class _Run:
     def _read_fast(self, table: TableSpec, path: Path, report: SourceReport) -> list[pa.Table]:
         """The file's rows, typed by the fast parser; [] when a batch needs the exact path."""
         stats = LineStats()
-        prefetched = self.prefetched is not None and self.prefetched.has(table.name, path)
-        if self.prefetched is not None and prefetched:
-            batches = self.prefetched.batches(table.name, path, stats)
+        ahead = self.prefetched
+        if ahead is not None and ahead.has(table.name, path):
+            batches, prefetched = ahead.batches(table.name, path, stats), True
         else:
-            batches = self._batches(table.name, path, stats)
+            batches, prefetched = self._batches(table.name, path, stats), False
         typed: list[pa.Table] = []
         exact = False
         try:
