@@ -3,6 +3,7 @@ crashes, validation."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from flip_core.config import IngestConfig
 from flip_core.lake import (
+    IngestError,
     LakeValidationError,
     ingest_dataset,
     lake_dir,
@@ -280,3 +282,16 @@ def test_ingest_flow_reports_the_lake_and_reruns_add_nothing(
     assert again["lake_hash"] == result["lake_hash"]
     manifest = load_manifest(lake_dir(data_root, DATASET), DATASET)
     assert manifest.rows("ratings") == expected["ratings"]
+
+
+def test_a_second_ingest_of_the_same_lake_at_once_fails_clearly(
+    synthetic_raw: Path, tmp_path: Path
+) -> None:
+    data_root = tmp_path / "data"
+    root = lake_dir(data_root, DATASET)
+    root.mkdir(parents=True)
+    with (root / ".ingest.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running ingest holds it
+        with pytest.raises(IngestError, match="another ingest is running on"):
+            ingest_dataset(synthetic_raw, data_root, SPEC)
+    assert ingest_dataset(synthetic_raw, data_root, SPEC).added("ratings") > 0
