@@ -453,3 +453,56 @@ def test_multi_column_foreign_keys_name_the_key_table_and_root_cause(tmp_path: P
     result = ingest_dataset(empty, tmp_path / "empty" / "data", load_dataset_spec(spec), LENIENT)
     reasons = {q[2] for q in _quarantine(tmp_path / "empty" / "data")}
     assert result.added("clicks") == 0 and reasons == {"items is empty"}
+
+
+def test_a_chain_of_joins_checks_each_link_whatever_the_table_order(tmp_path: Path) -> None:
+    # clicks -> items (on item) -> brands (on brand, a column of items): items go in after
+    # brands although the spec lists them first, and a click of a quarantined item says why.
+    table = {"format": "csv", "key": []}
+    spec = _write_spec(
+        tmp_path,
+        {
+            "tables": [
+                {
+                    **table,
+                    "name": "items",
+                    "files": ["items.csv"],
+                    "columns": [
+                        {"name": "item", "type": "string"},
+                        {"name": "brand", "type": "string"},
+                    ],
+                    "key": ["item"],
+                },
+                {
+                    **table,
+                    "name": "brands",
+                    "files": ["brands.csv"],
+                    "columns": [{"name": "brand", "type": "string"}],
+                    "key": ["brand"],
+                },
+                {
+                    **table,
+                    "name": "clicks",
+                    "files": ["clicks.csv"],
+                    "columns": [
+                        {"name": "user_id", "type": "int64"},
+                        {"name": "item", "type": "string"},
+                        {"name": "ts", "type": "int64"},
+                        {"name": "stars", "type": "int32"},
+                    ],
+                },
+            ],
+            "joins": [{"table": "items", "key": ["item"]}, {"table": "brands", "key": ["brand"]}],
+        },
+    )
+    raw = _raw(tmp_path, ["brand", "b1"], name="brands.csv")
+    _raw(tmp_path, ["item,brand", "i1,b1", "i2,b2"], name="items.csv")
+    _raw(tmp_path, ["user_id,item,ts,stars", "1,i1,5,4", "2,i2,6,3"], name="clicks.csv")
+    result = ingest_dataset(raw, tmp_path / "data", load_dataset_spec(spec), LENIENT)
+    assert [s.table for s in result.sources] == ["brands", "items", "clicks"]
+    assert (result.added("items"), result.added("clicks")) == (1, 1)
+    brand = "brand 'b2' is not a row of brands"
+    assert _quarantine(tmp_path / "data") == [
+        ("clicks.csv", 3, f"item 'i2' was quarantined (items.csv line 3: {brand})"),
+        ("items.csv", 3, brand),
+    ]

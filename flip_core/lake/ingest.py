@@ -143,7 +143,8 @@ def ingest_dataset(
 
 
 def find_sources(raw_dir: Path, spec: DatasetSpec) -> list[tuple[TableSpec, Path]]:
-    """(table, file) of every file of `raw_dir` a spec table's globs match, in ingest order."""
+    """(table, file) of every file of `raw_dir` a spec table's globs match, in the spec's ingest
+    order (a table after the tables it refers to, the events last)."""
     if not raw_dir.is_dir():
         raise IngestError(f"raw data folder {raw_dir} does not exist")
     found = [
