@@ -295,3 +295,26 @@ def test_a_second_ingest_of_the_same_lake_at_once_fails_clearly(
         with pytest.raises(IngestError, match="another ingest is running on"):
             ingest_dataset(synthetic_raw, data_root, SPEC)
     assert ingest_dataset(synthetic_raw, data_root, SPEC).added("ratings") > 0
+
+
+def test_validate_lake_finds_ratings_of_a_user_the_lake_lost(
+    synthetic_raw: Path, tmp_path: Path
+) -> None:
+    data_root = tmp_path / "data"
+    ingest_dataset(synthetic_raw, data_root, SPEC)
+    (part,) = (lake_dir(data_root, DATASET) / "users").glob("*/*.parquet")
+    with duckdb.connect() as con:
+        con.execute(
+            "COPY (SELECT * FROM read_parquet(?, hive_partitioning = false) WHERE user_id <> 1) "
+            "TO '" + str(part) + ".new' (FORMAT parquet)",
+            [str(part)],
+        )
+        lines = con.execute(
+            "SELECT line_number FROM read_parquet(?) WHERE user_id = 1 ORDER BY line_number",
+            [lake_table_glob(data_root, DATASET, "ratings")],
+        ).fetchall()
+    Path(f"{part}.new").replace(part)
+    problems = validate_spec_lake(data_root, SPEC, strict=False).problems
+    shown = [f"ratings ratings.dat line {n}: user_id 1 is not a row of users" for (n,) in lines]
+    assert [p for p in problems if "is not a row of" in p] == shown[:5]
+    assert f"ratings: {len(lines) - 5} more rows name no row of users" in problems
