@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,9 @@ def _ratings(n: int, seed: int = 0) -> list[str]:
 
 
 def _lake(data_root: Path) -> list[tuple]:
+    """The lake's ratings (none when no file holds any)."""
+    if not list((data_root / "lake" / DATASET / "ratings").glob("*/*.parquet")):
+        return []
     with duckdb.connect() as con:
         return con.execute(
             "SELECT user_id, movie_id, rating, timestamp, source_file, line_number "
@@ -441,3 +445,31 @@ def test_a_clean_file_that_fails_to_write_fails_the_ingest_and_adds_nothing(
     monkeypatch.undo()
     result = ingest_dataset(raw, data_root, SPEC, LENIENT)  # the files are not marked as ingested
     assert (result.added("users"), result.added("movies"), result.added("ratings")) == (50, 80, 300)
+
+
+_FIELD = st.one_of(
+    st.integers(0, 120).map(str),
+    st.sampled_from(["007", "-3", "+4", "", " 5", "x", "1.5", "99999999999", "2147483648"]),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(_FIELD, min_size=4, max_size=4).map("::".join),
+            st.lists(_FIELD, min_size=3, max_size=5).map("::".join),
+            st.sampled_from(["", "1:::2::3::4", "1::2::3::4\r", "1\t2\t3\t4"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_any_ratings_file_gives_the_same_outcome_on_both_paths(lines: list[str]) -> None:
+    # Clean or not, whatever the fast parser makes of a file, the lake, quarantine, counts and
+    # messages are those of the exact path.
+    with tempfile.TemporaryDirectory() as folder:
+        tmp_path = Path(folder)
+        raw = _raw(tmp_path / "raw", lines, users=120, movies=120)
+        fast, exact, _ = _both_paths(raw, tmp_path)
+        assert fast == exact

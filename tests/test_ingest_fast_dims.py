@@ -3,6 +3,7 @@ gives."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flip_core.config import IngestConfig
 from flip_core.lake import ingest_dataset, lake_table_glob, read_quarantine
@@ -227,3 +230,31 @@ def test_dimension_keys_in_the_lake_go_the_exact_way(tmp_path: Path) -> None:
     assert report.problems[0] == (
         "users.dat line 6: key already in the lake with other values (users.dat line 26)"
     )
+
+
+_TEXT = st.sampled_from(
+    ["M", "F", "X", "", "1", "25", "007", "-1", "a:b", "Café", "\t", " 7", "48067"]
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(_TEXT, min_size=5, max_size=5).map("::".join),
+            st.lists(_TEXT, min_size=4, max_size=6).map("::".join),
+            st.sampled_from(["", "9::M::25::3::10009\r", "10:::M::25::3::1"]),
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_any_users_file_gives_the_same_outcome_on_both_paths(lines: list[str]) -> None:
+    # Clean or not, whatever the text parser makes of a file, the lake, quarantine, counts and
+    # messages are those of the exact path.
+    with tempfile.TemporaryDirectory() as folder:
+        tmp_path = Path(folder)
+        users = [f"{line}\n" for line in lines]
+        raw = _write_raw(tmp_path / "raw", _clean_users()[:3] + users, _clean_movies())
+        fast, exact, _ = _both_paths(raw, tmp_path)
+        assert fast == exact

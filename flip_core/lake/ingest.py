@@ -332,7 +332,7 @@ class _Run:
                     break
         except RawFileError as exc:
             raise IngestError(f"{exc}; nothing was added to the lake") from None
-        if exact:
+        if exact or not typed:  # the exact path reads the file again and reports on it
             return []
         record_line_stats(path.name, stats, report)
         return typed
