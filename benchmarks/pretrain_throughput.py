@@ -256,12 +256,12 @@ def synthetic_features(tmp: Path, plm_name: str) -> Path:
     """Build a small synthetic feature folder with the PLM's tokenizer."""
     from flip_core.data.build import build_splits_from_config, dataset_spec, render_from_config
     from flip_core.data.synth import write_synthetic_movielens
-    from flip_core.lake import ingest_spec_dir
+    from flip_core.lake import ingest_dataset
 
     raw = tmp / "raw"
     write_synthetic_movielens(raw, users=100, movies=200, ratings_per_user=30, seed=0)
     cfg: FlipConfig = load_config(None, [f"paths.data_root={tmp}", f"plm.name={plm_name}"])
-    lake = ingest_spec_dir(raw, tmp, dataset_spec(cfg)).lake_dir
+    lake = ingest_dataset(raw, tmp, dataset_spec(cfg)).lake_dir
     splits = build_splits_from_config(cfg, lake)
     return render_from_config(cfg, splits.splits_dir).features_dir
 

@@ -30,7 +30,7 @@ from flip_core.data.prompts import PromptTemplate
 from flip_core.data.render import prompts_key, render_features
 from flip_core.data.synth import write_synthetic_movielens
 from flip_core.data.tokenization import FieldTokenizer, _value_token_span, render_and_tokenize
-from flip_core.lake import ingest_spec_dir
+from flip_core.lake import ingest_dataset
 from flip_core.spec import SPLITS, FieldSpec, load_dataset_spec
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ def main() -> None:
         write_synthetic_movielens(raw, users=3000, movies=3000, ratings_per_user=160, seed=0)
         print(f"{args.raw_dir} not found: using synthetic data in {raw}")
     spec = load_dataset_spec(REPO / "configs" / "datasets" / "ml-1m.yaml")
-    lake = ingest_spec_dir(raw, work / "data", spec).lake_dir
+    lake = ingest_dataset(raw, work / "data", spec).lake_dir
     splits = build_splits(lake, work / "features", spec, spec.protocol("ml1m-time-811"))
     from flip_core.data.tokenization import load_tokenizer
 

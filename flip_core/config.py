@@ -109,6 +109,11 @@ class IngestConfig(_Section):
         pattern=r"^\d{4}-\d{2}-\d{2}$",
         description="Lake partition for this run (YYYY-MM-DD); None means today (UTC).",
     )
+    fast_path: bool = Field(
+        default=True,
+        description="Type clean files of simple shape in one go; false: every file line by line "
+        "(the same result, slower; for checks).",
+    )
     duckdb: DuckDBConfig = DuckDBConfig()
 
 

@@ -35,8 +35,7 @@ def field_values(feature_map: FeatureMap, frame: pd.DataFrame) -> dict[str, pa.A
     check_columns(feature_map, frame.columns)
     columns = {name: _arrow_column(frame[name]) for name in feature_map.columns}
     return {
-        name: raw_values(feature_map.field_spec(name), columns)
-        for name in feature_map.field_names
+        name: raw_values(feature_map.field_spec(name), columns) for name in feature_map.field_names
     }
 
 

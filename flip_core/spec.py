@@ -467,8 +467,12 @@ class DatasetSpec(_Strict):
 
     @property
     def ingest_order(self) -> list[TableSpec]:
-        """Tables in ingest order: joined (dimension) tables first, the events last."""
-        return [t for t in self.tables if t.name != self.events] + [self.table(self.events)]
+        """Tables in ingest order, each after the tables its join keys refer to: tables no join
+        names, then the joined tables in reverse join order, the events last."""
+        joined = [self.table(j.table) for j in reversed(self.joins)]
+        names = {self.events, *(t.name for t in joined)}
+        rest = [t for t in self.tables if t.name not in names]
+        return [*rest, *joined, self.table(self.events)]
 
     def content_hash(self) -> str:
         """Hash of the spec's content (part of the feature and model cache keys)."""

@@ -44,10 +44,12 @@ def ingest_command(
 ) -> None:
     """Ingest a dataset's raw files into the Parquet lake (idempotent); quarantine bad rows."""
     from flip_core.data.build import dataset_spec
-    from flip_core.lake import IngestError
-    from flip_core.lake.spec_ingest import ingest_spec_dir
-    from flip_core.lake.spec_validate import validate_spec_lake
-    from flip_core.lake.validate import LakeValidationError
+    from flip_core.lake import (
+        IngestError,
+        LakeValidationError,
+        ingest_dataset,
+        validate_spec_lake,
+    )
     from flip_core.spec import SpecError
 
     cfg = _config(
@@ -67,7 +69,7 @@ def ingest_command(
     except SpecError as exc:
         raise fail(str(exc), code=2, label="spec error") from None
     try:
-        result = ingest_spec_dir(cfg.paths.raw_dir, cfg.paths.data_root, spec, cfg.ingest)
+        result = ingest_dataset(cfg.paths.raw_dir, cfg.paths.data_root, spec, cfg.ingest)
     except IngestError as exc:
         raise fail(str(exc), label="ingest failed") from None
     console.print(result.summary(), markup=False, highlight=False)

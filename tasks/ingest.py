@@ -11,10 +11,9 @@ from pydantic import BaseModel
 from flip_core.config import FlipConfig
 from flip_core.data.build import dataset_spec
 from flip_core.hashing import text_sha256
-from flip_core.lake import BadShareError
-from flip_core.lake.ingest import quarantine_reasons, table_counts
+from flip_core.lake import BadShareError, ingest_dataset
 from flip_core.lake.manifest import MANIFEST_NAME
-from flip_core.lake.spec_ingest import ingest_spec_dir
+from flip_core.lake.reports import quarantine_reasons, table_counts
 from flip_core.lake.spec_validate import validate_spec_lake
 from tasks.artifacts import publish_validation_report
 from tasks.caching import content_cache
@@ -55,7 +54,7 @@ def ingest_raw(config: FlipConfig, raw: RawDataManifest) -> LakeSnapshot:
     dataset = spec.name
     with lake_lock(config):
         try:
-            result = ingest_spec_dir(raw.raw_dir, config.paths.data_root, spec, config.ingest)
+            result = ingest_dataset(raw.raw_dir, config.paths.data_root, spec, config.ingest)
         except BadShareError as exc:
             _publish(config, exc.run_id, table_counts(exc.sources), dataset)
             raise

@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerBase, RobertaTokenizerFast
 from flip_core.data.feature_map import FeatureMap, FieldVocab
 from flip_core.data.prompts import PromptTemplate
 from flip_core.data.tokenization import FieldTokenizer, load_tokenizer
-from flip_core.lake import ingest_spec_dir
+from flip_core.lake import ingest_dataset
 from flip_core.spec import (
     DatasetSpec,
     FieldSpec,
@@ -79,8 +79,8 @@ def ml1m_spec() -> DatasetSpec:
 
 
 def ingest(raw_dir: Path, data_root: Path) -> Path:
-    """Ingest a raw MovieLens-shaped folder with the real spec ingest; returns the lake folder."""
-    return ingest_spec_dir(raw_dir, data_root, ml1m_spec()).lake_dir
+    """Ingest a raw MovieLens-shaped folder with the real ingest; returns the lake folder."""
+    return ingest_dataset(raw_dir, data_root, ml1m_spec()).lake_dir
 
 
 def ml1m_fields() -> list[FieldSpec]:

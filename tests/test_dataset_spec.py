@@ -37,7 +37,7 @@ def test_the_ml1m_spec_declares_fields_roles_and_protocols() -> None:
     assert [p.name for p in spec.protocols] == ["ml1m-time-811", "ml1m-random-811", "ml1m-ref-9010"]
     occupations = spec.field("occupation").values
     assert occupations is not None and occupations["4"] == "college/grad student"
-    assert [t.name for t in spec.ingest_order] == ["users", "movies", "ratings"]
+    assert [t.name for t in spec.ingest_order] == ["movies", "users", "ratings"]
     assert spec.input_columns()["zip"] == "string"
 
 

@@ -11,9 +11,10 @@ import duckdb
 import pytest
 
 from flip_core.config import DuckDBConfig, IngestConfig
-from flip_core.lake import ingest_raw_dir, lake_dir
+from flip_core.lake import ingest_dataset, lake_dir
 from flip_core.lake.duck import SHARED, close_shared_database, open_session
 from flip_core.sql import load_sql
+from tests.features_support import ml1m_spec
 
 CONFIG = DuckDBConfig(memory_limit="1GB", threads=2)
 
@@ -45,8 +46,8 @@ def test_sessions_in_turn_share_one_database_and_nothing_else() -> None:
         with pytest.raises(duckdb.CatalogException, match="source_name"):
             con.execute("SELECT 'a.dat'::source_name").fetchall()
         # Each session gets the ingest macros and the configured limits.
-        assert con.execute("SELECT int_problem('n', 'x', NULL)").fetchone() == (
-            "n: not an integer ('x')",
+        assert con.execute("SELECT field_count_problem('a', 1, 2, '::')").fetchone() == (
+            "expected 2 fields separated by '::', found 1",
         )
         assert _setting(con, "threads") == "2"
         assert _setting(con, "preserve_insertion_order") == "False"
@@ -104,7 +105,9 @@ def test_two_ingests_at_once_in_one_process_both_fill_their_lakes(
 
     def ingest(name: str) -> dict[str, int]:
         start.wait()
-        return ingest_raw_dir(synthetic_raw, tmp_path / name, IngestConfig()).table_rows
+        return ingest_dataset(
+            synthetic_raw, tmp_path / name, ml1m_spec(), IngestConfig()
+        ).table_rows
 
     with ThreadPoolExecutor(2) as pool:
         left, right = pool.map(ingest, ["left", "right"])
@@ -114,7 +117,7 @@ def test_two_ingests_at_once_in_one_process_both_fill_their_lakes(
     }
     assert left == right == lines
     for name in ("left", "right"):
-        files = sorted((lake_dir(tmp_path / name, "ml1m") / "ratings").rglob("*.parquet"))
+        files = sorted((lake_dir(tmp_path / name, "ml-1m") / "ratings").rglob("*.parquet"))
         with duckdb.connect() as con:
             names = con.execute(
                 "SELECT DISTINCT source_file FROM read_parquet($files)",
@@ -127,7 +130,7 @@ def test_an_ingest_leaves_nothing_in_the_shared_database(
     synthetic_raw: Path, tmp_path: Path
 ) -> None:
     config = IngestConfig()
-    ingest_raw_dir(synthetic_raw, tmp_path / "data", config)
+    ingest_dataset(synthetic_raw, tmp_path / "data", ml1m_spec(), config)
     used = SHARED.current
     with open_session(config.duckdb) as con:
         assert SHARED.current is used is not None
@@ -139,5 +142,5 @@ def test_an_ingest_leaves_nothing_in_the_shared_database(
         assert made == {"tables": (0,), "views": (0,), "types": (0,)}
         # Only this session's own ingest macros (TEMP): none left by the ingest's session.
         own = load_sql("ingest/macros").count("CREATE OR REPLACE TEMP MACRO")
-        assert own == 2
+        assert own == 1
         assert macros.fetchone() == (own,)

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import OneHotEncoder
 
 from flip_core.data.synth_apps import CATEGORIES, COUNTRIES, write_synthetic_apps
-from flip_core.lake.spec_ingest import ingest_spec_dir
+from flip_core.lake import ingest_dataset
 from flip_core.spec import load_dataset_spec
 from tests.conftest import REPO_ROOT
 
@@ -132,12 +132,9 @@ def test_labels_are_learnable(raw: Path):
 
 
 def test_spec_ingests_every_row(raw: Path, tmp_path: Path):
-    result = ingest_spec_dir(raw, tmp_path / "data", load_dataset_spec(SPEC))
-    assert [(r.table, r.quarantined) for r in result.sources] == [
-        ("users", 0),
-        ("apps", 0),
-        ("events", 0),
-    ]
+    result = ingest_dataset(raw, tmp_path / "data", load_dataset_spec(SPEC))
+    assert {r.table: r.quarantined for r in result.sources} == {"users": 0, "apps": 0, "events": 0}
+    assert result.sources[-1].table == "events"  # after the tables its keys refer to
     lines = {f: len(_rows(raw / f)[1]) for f in HEADERS}
     assert result.table_rows == {f.removesuffix(".csv"): n for f, n in lines.items()}
 

@@ -1,4 +1,4 @@
--- Write the quarantined rows of one spec source file ($source, lake table $table) to $path.
+-- Write the quarantined rows of one source file ($source, lake table $table) to $path.
 COPY (
     SELECT $table AS table_name, $source AS source_file, line_number, reason, text AS raw_line
     FROM staged
