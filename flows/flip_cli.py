@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from flip_core.config import ConfigError, FlipConfig, load_config
+from flip_core.data.feature_map import FEATURE_MAP_FILE
 from flows.console import fail
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def _load(config: Path | None, overrides: list[str] | None) -> FlipConfig:
 
 
 def _check_features(features: Path) -> None:
-    for name in ("train.parquet", "feature_map.json", "manifest.json"):
+    for name in ("train.parquet", FEATURE_MAP_FILE, "manifest.json"):
         if not (features / name).is_file():
             raise fail(
                 f"{features} is not a built feature folder (no {name}); run `flip features`", code=2
