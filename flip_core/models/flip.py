@@ -24,16 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from flip_core.config import FlipConfig, IDModelConfig
+from flip_core.config import VARIANTS, FlipConfig, IDModelConfig, Variant
 from flip_core.data.collate import IGNORE_INDEX
 from flip_core.data.feature_map import MASK_ID
 from flip_core.models.heads import HeadResult, ICLHead, MLMHead, MTMHead, MTMLoss
 from flip_core.models.id import IDModel, build_id_model
 from flip_core.models.plm import PLMEncoder, Pooling
 from flip_core.models.saving import load_weights, read_model_config, write_model_dir
-
-Variant = Literal["flip", "flip_id", "flip_plm"]
-VARIANTS: tuple[Variant, ...] = ("flip", "flip_id", "flip_plm")
 
 
 class FlipModelConfig(BaseModel):
