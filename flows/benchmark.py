@@ -19,8 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from flip_core.config import FlipConfig
-from flip_core.models.flip import Variant
+from flip_core.config import FlipConfig, Variant
 from flows.params import flow_config
 from tasks.caching import work_dir
 from tasks.features import FeaturesManifest, build_features, render_prompts

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import Annotated, cast
 
 import typer
 
-from flip_core.config import ConfigError, load_config
-
-if TYPE_CHECKING:
-    from flip_core.models.flip import Variant
+from flip_core.config import VARIANTS, Variant
+from flows.console import fail, resolve_config
 
 
 def _split(text: str, what: str) -> list[str]:
@@ -54,18 +52,10 @@ def benchmark_command(
         raise typer.Exit(code=2) from None
     model_list = _split(models, "models") if models.strip() else []
     variant_list = [v.strip() for v in variants.split(",") if v.strip()]
-    unknown = sorted(set(variant_list) - {"flip", "flip_id", "flip_plm"})
+    unknown = sorted(set(variant_list) - set(VARIANTS))
     if unknown:
-        typer.echo(
-            f"error: unknown variant(s) {', '.join(unknown)}; use flip, flip_id, flip_plm",
-            err=True,
-        )
-        raise typer.Exit(code=2)
-    try:
-        load_config(config, set_ or [])
-    except ConfigError as exc:
-        typer.echo(f"config error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        raise fail(f"unknown variant(s) {', '.join(unknown)}; use {', '.join(VARIANTS)}", code=2)
+    resolve_config(config, set_)  # fail fast, before Prefect starts
     from flows.benchmark import benchmark
 
     chosen = [cast("Variant", v) for v in variant_list] or None

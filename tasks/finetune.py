@@ -8,10 +8,9 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from flip_core.config import FlipConfig
+from flip_core.config import FlipConfig, Variant
 from flip_core.flip_stages import PREDICTIONS_DIR, run_finetuning
 from flip_core.hashing import tree_sha256
-from flip_core.models.flip import Variant
 from tasks.caching import content_cache
 from tasks.faults import fault_callbacks, inject_faults
 from tasks.launch import TorchrunLaunch, train_stage
