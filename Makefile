@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (venv + install + nightly flow on embedded defaults)
+# Two entry points: `make demo` (venv + install + nightly flow on synthetic data, its own dataset
+# `synth-ml1m`, or on RAW_DIR when given)
 # and `make test` (venv + install + lint + type check + test suite).
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/flip run --config $(DEMO_CONFIG) $(if $(RAW_DIR),--raw-dir $(RAW_DIR))
+	$(BIN)/flip run --config $(DEMO_CONFIG) $(if $(RAW_DIR),--raw-dir $(RAW_DIR),--synthetic)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

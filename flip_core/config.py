@@ -7,13 +7,21 @@ file. Unknown or mistyped keys are errors that name the key and where it came fr
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -26,6 +34,16 @@ _DUCKDB_MEMORY = re.compile(
 )
 
 
+SYNTHETIC_PREFIX = "synth-"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+def default_tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` when set, else `sqlite:///mlflow.db` (relative to the working dir)."""
+    return os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -36,13 +54,19 @@ class PathsConfig(_Section):
     data_root: Path = Path("data")
     raw_dir: Path | None = Field(
         default=None,
-        description="Folder of raw MovieLens-style files; None generates synthetic data.",
+        description="Folder of raw MovieLens-style files (the inbox). A run without one fails, "
+        "unless synth.enabled asks for synthetic data.",
     )
 
 
 class SynthConfig(_Section):
-    """Synthetic MovieLens-1M-shaped data, used when no raw folder is given."""
+    """Synthetic MovieLens-1M-shaped data: only when asked for (`enabled`), never a fallback."""
 
+    enabled: bool = Field(
+        default=False,
+        description="Train on synthetic data (demos, tests) instead of paths.raw_dir. The data is "
+        f"its own dataset, ingest.dataset prefixed with {SYNTHETIC_PREFIX!r}.",
+    )
     users: int = Field(default=500, ge=1)
     movies: int = Field(default=400, ge=1)
     ratings_per_user: int = Field(default=60, ge=1)
@@ -216,7 +240,12 @@ class FinetuneConfig(_Section):
 class MLflowConfig(_Section):
     """Tracking and registry."""
 
-    tracking_uri: str = "sqlite:///mlflow.db"
+    tracking_uri: str = Field(
+        default_factory=default_tracking_uri,
+        description="Tracking and registry store. Explicit config (YAML, --set, a flow's "
+        "tracking_uri parameter) > the MLFLOW_TRACKING_URI environment variable > "
+        "sqlite:///mlflow.db.",
+    )
     experiment: str = "flip-ctr"
     registered_model: str = "flip-ctr"
     stale_after_hours: float = Field(
@@ -252,8 +281,22 @@ class FlipConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     pretrain: PretrainConfig = PretrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
-    mlflow: MLflowConfig = MLflowConfig()
+    mlflow: MLflowConfig = Field(default_factory=MLflowConfig)  # reads the environment
     gate: GateConfig = GateConfig()
+
+    @model_validator(mode="after")
+    def _synthetic_is_its_own_dataset(self) -> FlipConfig:
+        """Synthetic data never shares a dataset name (lake, features, registry) with real data."""
+        if not self.synth.enabled:
+            return self
+        if self.paths.raw_dir is not None:
+            raise ValueError(
+                "synth.enabled and paths.raw_dir are both set: choose real data (raw_dir) or "
+                "synthetic data (synth.enabled), not both"
+            )
+        if not self.ingest.dataset.startswith(SYNTHETIC_PREFIX):
+            self.ingest.dataset = SYNTHETIC_PREFIX + self.ingest.dataset
+        return self
 
     def to_yaml(self) -> str:
         """The resolved configuration as YAML (paths as strings)."""
@@ -299,6 +342,8 @@ def _validate(data: Mapping[str, Any], source: str) -> None:
 
 def _describe(err: Mapping[str, Any]) -> str:
     key = ".".join(str(part) for part in err["loc"])
+    if not key:  # a rule across sections
+        return str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
     return f"key '{key}': {err['msg']} (got {err.get('input')!r})"

@@ -124,7 +124,7 @@ def benchmark(
     Args:
         config_file: experiment YAML; its id_model/training sections are the shared settings.
         data_root: where the lake, features and models live (`paths.data_root`).
-        raw_dir: raw MovieLens-style folder; synthetic data when omitted.
+        raw_dir: raw MovieLens-style folder; required unless synth.enabled (no synthetic fallback).
         protocol: the split protocol (`features.protocol`), e.g. ml1m-time-811.
         models: ID backbones to train from scratch (default: the configured one; [] for none).
         seeds: training seeds (default: 0, 1, 2).

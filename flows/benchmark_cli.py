@@ -27,7 +27,8 @@ def benchmark_command(
         list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
     ] = None,
     raw_dir: Annotated[
-        Path | None, typer.Option(help="Raw MovieLens folder; synthetic data when omitted.")
+        Path | None,
+        typer.Option(help="Raw MovieLens folder; required unless --set synth.enabled=true."),
     ] = None,
     data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
     protocol: Annotated[str | None, typer.Option(help="Split protocol.")] = None,

@@ -86,24 +86,42 @@ def run_nightly(
     set_: SetOption = None,
     data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
     raw_dir: Annotated[
-        Path | None, typer.Option(help="Raw MovieLens folder; synthetic data when omitted.")
+        Path | None,
+        typer.Option(help="Raw MovieLens folder (the inbox); required unless --synthetic."),
     ] = None,
+    synthetic: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic",
+            help="Train on synthetic data (its own dataset, synth-<dataset>), e.g. `make demo`.",
+        ),
+    ] = False,
 ) -> None:
     """Run the nightly retraining flow once, locally (a temporary Prefect server that dies with
     this command, unless PREFECT_API_URL points at one)."""
     from flows.local_server import local_prefect_server
     from flows.nightly_retrain import nightly_retrain
 
-    resolve_config(config, set_)  # fail fast, before Prefect starts
+    checked = resolve_config(  # fail fast, before Prefect starts
+        config, [*(set_ or []), *(["synth.enabled=true"] if synthetic else [])]
+    )
+    if raw_dir is None and checked.paths.raw_dir is None and not checked.synth.enabled:
+        from tasks.raw_data import NO_RAW_DATA
+
+        raise fail(NO_RAW_DATA, code=2)
     with local_prefect_server():
         result = nightly_retrain(
-            config_file=config, data_root=data_root, raw_dir=raw_dir, overrides=set_
+            config_file=config,
+            data_root=data_root,
+            raw_dir=raw_dir,
+            synthetic=True if synthetic else None,
+            overrides=set_,
         )
     for key, value in result.items():
         console.print(f"{key}: {value}", markup=False, highlight=False)
     if "mlflow_ui" in result:
         console.print(
-            f"Where to look in MLflow: start `{result['mlflow_ui']}`, open mlflow_parent_run "
+            f"Where to look in MLflow: {result['mlflow_ui']}, open mlflow_parent_run "
             f"(every stage's run nested under it) or the links in mlflow_runs above, and the "
             f"registered model {result['registered_model']}.",
             markup=False,

@@ -1,4 +1,4 @@
-"""The ingest flow: raw files (or synthetic data) -> validated Parquet lake."""
+"""The ingest flow: raw files (or synthetic data, when asked for) -> validated Parquet lake."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def ingest_flow(
         config_file: experiment YAML, e.g. configs/demo.yaml.
         dataset: name of the dataset in the lake (`ingest.dataset`).
         data_root: where the lake lives (`paths.data_root`).
-        raw_dir: the inbox of raw files; synthetic data when omitted (`paths.raw_dir`).
+        raw_dir: the inbox of raw files (`paths.raw_dir`); required unless `synth.enabled`.
         overrides: further `section.key=value` overrides, applied before the parameters above.
         spec: dataset spec YAML for a non-MovieLens click log (`ingest.spec`; needs `raw_dir`).
     """

@@ -1,4 +1,9 @@
-"""Task: make sure raw MovieLens-style files exist (the given folder, or synthetic ones)."""
+"""Task: make sure raw MovieLens-style files exist (the given inbox, or synthetic ones on request).
+
+There is no synthetic fallback: a run with neither `paths.raw_dir` nor `synth.enabled` fails with
+`NoRawDataError` (a scheduled deployment run must never train on made-up data). Synthetic data is
+its own dataset (`synth-<dataset>`, see `flip_core.config`), so it never competes with real data.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,18 @@ from tasks.retry import retry_transient
 REQUIRED_FILES = ("users.dat", "movies.dat")
 
 
+class NoRawDataError(ValueError):
+    """Neither a raw folder nor synthetic data was asked for."""
+
+
+NO_RAW_DATA = (
+    "no raw data: this run has no raw_dir (the flow/deployment parameter raw_dir, "
+    "`flip run --raw-dir DIR`, or paths.raw_dir in the config) and synthetic data was not asked "
+    "for (synth.enabled=true, `flip run --synthetic`); refusing to train on synthetic data by "
+    "default"
+)
+
+
 class RawDataManifest(BaseModel):
     """Where the raw files are and a hash of their content."""
 
@@ -35,7 +52,8 @@ class RawDataManifest(BaseModel):
     **content_cache("paths", "synth", code=("flip_core/data/synth.py", "tasks/raw_data.py")),
 )
 def prepare_raw_data(config: FlipConfig) -> RawDataManifest:
-    """Return the configured raw folder, or write a seeded synthetic dataset under the data root.
+    """Return the configured raw folder, or, with `synth.enabled`, write a seeded synthetic
+    dataset under the data root; fail (`NoRawDataError`) when neither is configured.
 
     Cached on the raw folder's content (or the synthetic settings), so an unchanged inbox is not
     hashed twice in a run and a rerun skips it.
@@ -47,6 +65,8 @@ def prepare_raw_data(config: FlipConfig) -> RawDataManifest:
         _check_raw_dir(raw_dir)
         logger.info("Using raw data in %s", raw_dir)
         return RawDataManifest(raw_dir=raw_dir, content_hash=tree_sha256(raw_dir), synthetic=False)
+    if not config.synth.enabled:
+        raise NoRawDataError(NO_RAW_DATA)
     s = config.synth
     raw_dir = (
         config.paths.data_root

@@ -1,14 +1,23 @@
 """Model registry: register a version, tag it, alias it `challenger`, and gate `champion`.
 
-A new version always gets alias `challenger` and tags (protocol, data hash, code version,
-metrics). It takes `champion` only when, on the same protocol, its valid AUC beats the
-champion's by at least `gate.min_valid_auc_gain` and its test logloss is no more than
-`gate.max_test_logloss_increase` above the champion's. The decision and its reason go to the
-version's tags and to the training run (tags + `gate.json`).
+One registered model holds the models of one dataset: the registered model carries the tag
+`dataset` (set when it is created), and registering a model trained on another dataset fails
+(`RegistryDatasetError`, before any version or alias changes), so a model of other data, e.g.
+the synthetic `synth-ml1m`, never becomes `challenger` or `champion` of a real dataset's model.
+Use one registered model name per dataset (`mlflow.registered_model`).
+
+A new version always gets alias `challenger`, tags (dataset, protocol, data hash, code version,
+the model's evaluation metrics) and its model card (the version's description, and
+`model_card.md` in its run). It takes `champion` only when the champion is of the same dataset
+and (with `gate.same_protocol_only`) protocol, its valid AUC beats the champion's by at least
+`gate.min_valid_auc_gain` and its test logloss is no more than `gate.max_test_logloss_increase`
+above the champion's. The decision and its reason go to the version's tags and to the training
+run (tags + `gate.json`). Registry errors name the tracking URI they came from.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,28 +26,46 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from prefect import task
-from prefect.logging import get_run_logger
 
 from flip_core.config import FlipConfig, GateConfig
+from flip_core.model_card import ModelCardInfo, render_model_card
 from tasks.pyfunc import log_pyfunc
-from tasks.retry import retry_transient
 from tasks.tracking import code_version, configure
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 VALID_AUC = "valid_auc"
 TEST_LOGLOSS = "test_logloss"
+DATASET = "dataset"
+PROTOCOL = "protocol"
+MODEL_CARD = "model_card.md"
+# Evaluation metrics of a model (overall, warm and cold users): what version tags and the
+# champion comparison show. Not steps, losses of the training objective or row counts.
+_MODEL_METRIC = re.compile(r"^(valid|test)(_(warm|cold))?_(auc|logloss)$")
+
+
+def model_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The evaluation metrics among `metrics` (`valid_auc`, `test_cold_logloss`, ...)."""
+    return {k: float(v) for k, v in metrics.items() if _MODEL_METRIC.match(k)}
+
+
+class RegistryError(RuntimeError):
+    """A registry call failed; the message names the tracking URI it went to."""
+
+
+class RegistryDatasetError(ValueError):
+    """The registered model holds another dataset's models (a permanent error: no retry)."""
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """What the gate compares: protocol and the two gate metrics."""
+    """What the gate compares: protocol, the two gate metrics and the dataset."""
 
     protocol: str
     valid_auc: float
     test_logloss: float
     version: str | None = None
+    dataset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +88,12 @@ def gate_decision(
 
     if champion is None:
         return decide(True, "no champion yet")
+    if challenger.dataset is not None and champion.dataset != challenger.dataset:
+        return decide(
+            False,
+            f"champion v{champion.version} was trained on dataset {champion.dataset!r}, "
+            f"challenger on {challenger.dataset!r}: not comparable, champion kept",
+        )
     if challenger.protocol != champion.protocol and gate.same_protocol_only:
         return decide(
             False,
@@ -84,18 +117,54 @@ def gate_decision(
     return decide(True, f"{head}; {tail}: promoted")
 
 
-def candidate_from_version(version: ModelVersion) -> Candidate:
-    """Read protocol and gate metrics back from a version's tags."""
+def candidate_from_version(version: ModelVersion, dataset: str | None = None) -> Candidate:
+    """Read dataset, protocol and gate metrics back from a version's tags (`dataset`: for a
+    version registered before datasets were tagged, the registered model's dataset)."""
     tags = version.tags
     try:
         return Candidate(
-            protocol=tags["protocol"],
+            protocol=tags[PROTOCOL],
             valid_auc=float(tags[VALID_AUC]),
             test_logloss=float(tags[TEST_LOGLOSS]),
             version=str(version.version),
+            dataset=tags.get(DATASET, dataset),
         )
     except KeyError as exc:
         raise ValueError(f"model version {version.version} lacks tag {exc.args[0]!r}") from None
+
+
+def bind_dataset(client: MlflowClient, name: str, dataset: str, uri: str) -> None:
+    """Make sure registered model `name` holds models of `dataset` (create it, tagged, if new).
+
+    Raises `RegistryDatasetError` when it holds another dataset's models, or when it predates
+    dataset tags and has versions (an operator says which dataset those are, once).
+    """
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        client.create_registered_model(
+            name, tags={DATASET: dataset}, description=f"FLIP CTR models of dataset {dataset!r}."
+        )
+        return
+    bound = model.tags.get(DATASET)
+    if bound == dataset:
+        return
+    if bound is not None:
+        raise RegistryDatasetError(
+            f"registered model {name!r} in {uri} holds models of dataset {bound!r}; this model "
+            f"was trained on {dataset!r}, so it may not become its challenger or champion. Set "
+            f"mlflow.registered_model to a name for {dataset!r} (e.g. {name}-{dataset})"
+        )
+    if client.search_model_versions(f"name = '{name}'", max_results=1):
+        raise RegistryDatasetError(
+            f"registered model {name!r} in {uri} has versions but no {DATASET!r} tag (made "
+            f"before datasets were tracked): tag it with the dataset its versions were trained "
+            f"on, e.g. MlflowClient({uri!r}).set_registered_model_tag({name!r}, 'dataset', "
+            f"'ml1m'), then rerun (see docs/operations.md)"
+        )
+    client.set_registered_model_tag(name, DATASET, dataset)
 
 
 def register_version(
@@ -131,7 +200,8 @@ def apply_gate(
 ) -> GateDecision:
     """Compare `version` with the champion; move `champion` if it wins; record why, everywhere."""
     champion_version = current_champion(client, name)
-    champion = None if champion_version is None else candidate_from_version(champion_version)
+    bound = client.get_registered_model(name).tags.get(DATASET)
+    champion = None if champion_version is None else candidate_from_version(champion_version, bound)
     decision = gate_decision(candidate_from_version(version), champion, gate)
     if decision.promote:
         client.set_registered_model_alias(name, CHAMPION, version.version)
@@ -169,45 +239,91 @@ def publish_model(
     metrics: Mapping[str, float],
     protocol: str,
     data_hash: str,
+    dataset: str | None = None,
+    variant: str = "model",
 ) -> Publication:
     """Log `model_dir` as a raw-row pyfunc to run `run_id`, register it, alias it, gate it.
 
-    `metrics` must hold `valid_auc` and `test_logloss` (the gate metrics); all of them become
-    version tags next to protocol, data hash and code version.
+    `metrics` must hold `valid_auc` and `test_logloss` (the gate metrics); its evaluation
+    metrics (`model_metrics`) become version tags next to dataset (default `ingest.dataset`),
+    protocol, data hash and code version. The model card is the version's description and the
+    run's `model_card.md`. Any MLflow error is raised as `RegistryError` naming the URI.
     """
     for key in (VALID_AUC, TEST_LOGLOSS):
         if key not in metrics:
             raise ValueError(f"metrics lack {key!r}, which the champion gate compares")
-    client, _ = configure(config.mlflow)
-    name = config.mlflow.registered_model
-    prompt = {"template": config.features.template, "max_length": config.features.max_length}
-    uri = log_pyfunc(
-        client, run_id, model_dir, batch_size=config.mlflow.score_batch_size, prompt=prompt
-    )
-    tags = {
-        "protocol": protocol,
-        "data_hash": data_hash,
-        "code_version": code_version(),
-        **{k: f"{float(v):.6f}" for k, v in metrics.items()},
-    }
-    version = existing_version(client, name, run_id) or register_version(client, name, uri, tags)
-    decision = apply_gate(client, name, version, config.gate)
-    return Publication(name, str(version.version), uri, decision.promote, decision.reason)
+    uri = config.mlflow.tracking_uri
+    try:
+        return _publish(config, run_id, model_dir, metrics, protocol, data_hash, dataset, variant)
+    except MlflowException as exc:
+        first = (str(exc.message).strip().splitlines() or [type(exc).__name__])[0]
+        raise RegistryError(f"MLflow registry at {uri}: {first}") from exc
 
 
-@task(
-    name="register-and-gate", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient
-)
-def register_and_gate(
+def _publish(
     config: FlipConfig,
     run_id: str,
     model_dir: Path,
-    metrics: dict[str, float],
+    metrics: Mapping[str, float],
     protocol: str,
     data_hash: str,
+    dataset: str | None,
+    variant: str,
 ) -> Publication:
-    """Prefect task around `publish_model`; logs the gate decision."""
-    result = publish_model(config, run_id, model_dir, metrics, protocol, data_hash)
-    verdict = "is the new champion" if result.champion else "stays challenger"
-    get_run_logger().info("%s v%s %s: %s", result.name, result.version, verdict, result.reason)
-    return result
+    client, _ = configure(config.mlflow)
+    name = config.mlflow.registered_model
+    dataset = dataset or config.ingest.dataset
+    bind_dataset(client, name, dataset, config.mlflow.tracking_uri)
+    prompt = {"template": config.features.template, "max_length": config.features.max_length}
+    model_uri = log_pyfunc(
+        client, run_id, model_dir, batch_size=config.mlflow.score_batch_size, prompt=prompt
+    )
+    evaluation = model_metrics(metrics)
+    tags = {
+        DATASET: dataset,
+        PROTOCOL: protocol,
+        "data_hash": data_hash,
+        "code_version": code_version(),
+        "variant": variant,
+        **{k: f"{v:.6f}" for k, v in evaluation.items()},
+    }
+    version = existing_version(client, name, run_id) or register_version(
+        client, name, model_uri, tags
+    )
+    card = model_card(config, name, str(version.version), variant, tags, evaluation)
+    client.log_text(run_id, card, MODEL_CARD)
+    client.update_model_version(name, version.version, description=card)
+    decision = apply_gate(client, name, version, config.gate)
+    return Publication(name, str(version.version), model_uri, decision.promote, decision.reason)
+
+
+def model_card(
+    config: FlipConfig,
+    name: str,
+    version: str,
+    variant: str,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float],
+) -> str:
+    """The model card of a registered version (markdown)."""
+    info = ModelCardInfo(
+        name=f"{name} v{version}",
+        variant=variant,
+        protocol=tags[PROTOCOL],
+        data_hash=tags["data_hash"],
+        code_version=tags["code_version"],
+        metrics=metrics,
+        settings={
+            "dataset": tags[DATASET],
+            "plm": config.plm.name,
+            "id_model.backbone": config.id_model.backbone,
+            "training.epochs": config.training.epochs,
+            "training.seed": config.training.seed,
+        },
+        notes=(
+            ["Trained on synthetic data (a demonstration, never a production model)."]
+            if config.synth.enabled
+            else []
+        ),
+    )
+    return render_model_card(info)

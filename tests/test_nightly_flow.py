@@ -3,11 +3,13 @@
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from flip_core.hashing import tree_sha256
 from flows.cli import app
 from flows.nightly_retrain import nightly_retrain
+from tasks.raw_data import NoRawDataError
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -36,15 +38,31 @@ def test_nightly_flow_on_given_raw_folder(synthetic_raw: Path, tmp_path: Path, t
     assert result["models"] == {"1": "champion"}
 
 
-def test_nightly_flow_synthesizes_when_no_raw_folder(tmp_path: Path, tiny_plm_dir: Path):
+def test_nightly_flow_synthesizes_only_when_asked_as_its_own_dataset(
+    tmp_path: Path, tiny_plm_dir: Path
+):
     result = nightly_retrain(
         data_root=tmp_path / "data",
         plm=str(tiny_plm_dir),
+        synthetic=True,
         overrides=_small(tmp_path, "synth.users=20", "synth.movies=30"),
     )
     raw = Path(result["raw_dir"])
     assert raw.parent == tmp_path / "data" / "raw"
     assert {p.name for p in raw.iterdir()} == {"users.dat", "movies.dat", "ratings.dat"}
+    assert result["dataset"] == "synth-ml1m"
+    assert (tmp_path / "data" / "lake" / "synth-ml1m").is_dir()
+    assert not (tmp_path / "data" / "lake" / "ml1m").exists()
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    assert client.get_registered_model("flip-ctr").tags["dataset"] == "synth-ml1m"
+    assert client.get_model_version("flip-ctr", "1").tags["dataset"] == "synth-ml1m"
+
+
+def test_nightly_flow_without_raw_data_fails_and_writes_nothing(tmp_path: Path):
+    with pytest.raises(NoRawDataError, match="no raw data: this run has no raw_dir"):
+        nightly_retrain(data_root=tmp_path / "data", overrides=_small(tmp_path))
+    assert not (tmp_path / "data" / "raw").exists()
+    assert not (tmp_path / "data" / "lake").exists()
 
 
 def test_cli_run_rejects_missing_raw_folder(tmp_path: Path):
@@ -53,6 +71,17 @@ def test_cli_run_rejects_missing_raw_folder(tmp_path: Path):
     )
     assert result.exit_code != 0
     assert "does not exist" in str(result.exception) + result.output
+
+
+def test_cli_run_needs_raw_data_or_synthetic(tmp_path: Path):
+    result = CliRunner().invoke(app, ["run", "--data-root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no raw data" in result.output and "--synthetic" in result.output
+    both = ["run", "--synthetic", "--set", f"paths.raw_dir={tmp_path}"]
+    result = CliRunner().invoke(app, both)
+    assert result.exit_code == 2
+    assert "choose real data (raw_dir) or synthetic data" in result.output
+    assert not (tmp_path / "lake").exists()
 
 
 def test_every_command_has_help():

@@ -168,6 +168,7 @@ def test_nightly_flow_trains_with_two_processes(tmp_path: Path, tiny_plm_dir: Pa
         variants=["flip_id"],
         nproc_per_node=2,
         overrides=[
+            "synth.enabled=true",
             "synth.users=40",
             "synth.movies=30",
             "synth.ratings_per_user=20",
