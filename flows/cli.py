@@ -15,6 +15,8 @@ from flows.console import fail
 from flows.features_cli import features_command
 from flows.flip_cli import finetune_command, pretrain_command
 from flows.ingest_cli import download_command, ingest_command
+from flows.registry_cli import ls_command as registry_ls_command
+from flows.registry_cli import set_champion_command
 from flows.replay_cli import replay_command
 from flows.score_cli import score_command
 from flows.train_cli import train_command
@@ -24,8 +26,12 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
 data_app = typer.Typer(help="Raw data: synthesize, download, ingest.", no_args_is_help=True)
+registry_app = typer.Typer(help="Registered models: list, set the champion.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(registry_app, name="registry")
+registry_app.command("ls")(registry_ls_command)
+registry_app.command("set-champion")(set_champion_command)
 data_app.command("ingest")(ingest_command)
 data_app.command("download")(download_command)
 data_app.command("replay")(replay_command)

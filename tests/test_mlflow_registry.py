@@ -229,6 +229,7 @@ def test_version_has_model_card_and_evaluation_metric_tags(
     assert {"valid_auc", "test_logloss", "test_auc"} <= set(version.tags)
     assert not {"step", "valid_loss", "valid_rows", "test_cold_rows"} & set(version.tags)
     card = version.description
+    assert card is not None
     assert card.startswith(f"# Model card: {cfg.mlflow.registered_model} v{result.version}")
     assert "| valid_auc |" in card and "dataset: `ml1m`" in card and "valid_rows" not in card
     artifacts = {a.path for a in client.list_artifacts(run.run_id)}
