@@ -27,6 +27,7 @@ from tasks.features import FeaturesManifest, build_features, render_prompts
 from tasks.finetune import finetune
 from tasks.ingest import ingest_raw, validate_lake
 from tasks.pretrain import pretrain
+from tasks.quiet import quiet_progress_bars
 from tasks.raw_data import prepare_raw_data
 from tasks.train import train_id_model
 
@@ -134,6 +135,7 @@ def benchmark(
             pretraining of the configured backbone and PLM (none by default).
     """
     logger = get_run_logger()
+    quiet_progress_bars()
     config = flow_config(
         config_file,
         overrides,

@@ -10,6 +10,7 @@ from prefect.logging import get_run_logger
 
 from flows.params import flow_config
 from tasks.ingest import ingest_raw, spec_inbox, validate_lake
+from tasks.quiet import quiet_progress_bars
 from tasks.raw_data import prepare_raw_data
 
 
@@ -32,6 +33,7 @@ def ingest_flow(
         overrides: further `section.key=value` overrides, applied before the parameters above.
         spec: dataset spec YAML for a non-MovieLens click log (`ingest.spec`; needs `raw_dir`).
     """
+    quiet_progress_bars()
     config = flow_config(
         config_file,
         overrides,

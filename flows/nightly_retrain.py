@@ -26,6 +26,7 @@ from tasks.ingest import ingest_raw, validate_lake
 from tasks.launch import TorchrunLaunch
 from tasks.pretrain import pretrain
 from tasks.publish import PublishedModel, publish_candidate
+from tasks.quiet import quiet_progress_bars
 from tasks.raw_data import prepare_raw_data
 from tasks.tracking import TrackedRun, current_flow_run_id, flow_parent_run
 
@@ -68,6 +69,7 @@ def nightly_retrain(
         nnodes: nodes taking part in training (each other node runs the logged torchrun line).
         rdzv_endpoint: `host:port` of the torchrun rendezvous, needed when nnodes > 1.
     """
+    quiet_progress_bars()
     config = flow_config(
         config_file,
         overrides,

@@ -67,7 +67,7 @@ def ls_command(config: ConfigOpt = None, set_: SetOpt = None, name: NameOpt = No
         highlight=False,
     )
     versions = client.search_model_versions(f"name = '{name}'", order_by=["version_number DESC"])
-    rows = [("version", "aliases", *SHOWN_TAGS)]
+    rows: list[tuple[str, ...]] = [("version", "aliases", *SHOWN_TAGS)]
     for v in versions:
         cells = [str(v.version), ",".join(aliases.get(str(v.version), [])) or "-"]
         rows.append((*cells, *(v.tags.get(key, "-") for key in SHOWN_TAGS)))
