@@ -38,24 +38,29 @@ def test_nightly_flow_on_given_raw_folder(synthetic_raw: Path, tmp_path: Path, t
     assert result["models"] == {"1": "champion"}
 
 
-def test_nightly_flow_synthesizes_only_when_asked_as_its_own_dataset(
-    tmp_path: Path, tiny_plm_dir: Path
+def test_flip_run_synthetic_is_its_own_dataset_in_the_env_tracking_store(
+    tmp_path: Path, tiny_plm_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    result = nightly_retrain(
-        data_root=tmp_path / "data",
-        plm=str(tiny_plm_dir),
-        synthetic=True,
-        overrides=_small(tmp_path, "synth.users=20", "synth.movies=30"),
-    )
-    raw = Path(result["raw_dir"])
-    assert raw.parent == tmp_path / "data" / "raw"
-    assert {p.name for p in raw.iterdir()} == {"users.dat", "movies.dat", "ratings.dat"}
-    assert result["dataset"] == "synth-ml1m"
+    store = f"sqlite:///{tmp_path}/env-store.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)  # flip run reads it; no --set names MLflow
+    small = [s for s in _small(tmp_path) if not s.startswith("mlflow.")]
+    args = ["run", "--synthetic", "--data-root", str(tmp_path / "data")]
+    for override in [*small, f"plm.name={tiny_plm_dir}", "synth.users=20", "synth.movies=30"]:
+        args += ["--set", override]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "dataset: synth-ml1m" in result.output
+    raw = tmp_path / "data" / "raw"
+    (folder,) = raw.iterdir()
+    assert {p.name for p in folder.iterdir()} == {"users.dat", "movies.dat", "ratings.dat"}
     assert (tmp_path / "data" / "lake" / "synth-ml1m").is_dir()
     assert not (tmp_path / "data" / "lake" / "ml1m").exists()
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(store)
     assert client.get_registered_model("flip-ctr").tags["dataset"] == "synth-ml1m"
-    assert client.get_model_version("flip-ctr", "1").tags["dataset"] == "synth-ml1m"
+    version = client.get_model_version("flip-ctr", "1")
+    assert version.tags["dataset"] == "synth-ml1m"
+    assert "Trained on synthetic data" in (version.description or "")
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_nightly_flow_without_raw_data_fails_and_writes_nothing(tmp_path: Path):
