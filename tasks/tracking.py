@@ -51,6 +51,7 @@ TAG_ROLE = "flip.role"
 TAG_RESUME_KEY = "flip.resume_key"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_ERROR = "flip.error"
+TAG_PREVIOUS_ERROR = "flip.previous_error"
 ROLE_PARENT = "flow-parent"
 EVALUATION_SPLITS = ("valid", "test")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -340,6 +341,8 @@ def tracked_run(
             _record_error(run, exc)
             client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
             raise
+        if previous is not None and TAG_ERROR in previous.data.tags:
+            _clear_error(run, previous.data.tags[TAG_ERROR])
         client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FINISHED))
 
 
@@ -359,6 +362,12 @@ def _record_error(run: TrackedRun, exc: BaseException) -> None:
         run.log_text(trace, "error.txt")
     except Exception:  # the original error matters more than its record
         pass
+
+
+def _clear_error(run: TrackedRun, error: str) -> None:
+    """A resumed run that finished is no longer failed: keep the old error as history only."""
+    run.set_tags({TAG_PREVIOUS_ERROR: error, "mlflow.note.content": f"Finished after: {error}"})
+    run.client.delete_tag(run.run_id, TAG_ERROR)
 
 
 def _start_tags(
