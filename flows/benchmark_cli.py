@@ -28,10 +28,16 @@ def benchmark_command(
     ] = None,
     raw_dir: Annotated[
         Path | None,
-        typer.Option(help="Raw MovieLens folder; required unless --set synth.enabled=true."),
+        typer.Option(
+            help="Folder of raw files the dataset spec reads; required unless --set "
+            "synth.enabled=true (with a synth-* --dataset)."
+        ),
     ] = None,
     data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
     protocol: Annotated[str | None, typer.Option(help="Split protocol.")] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Dataset spec YAML (default: paths.dataset).")
+    ] = None,
     models: Annotated[
         str, typer.Option(help="Comma-separated ID backbones ('' for none).")
     ] = "dcnv2",
@@ -73,6 +79,7 @@ def benchmark_command(
         data_root=data_root,
         raw_dir=raw_dir,
         protocol=protocol,
+        dataset=dataset,
         models=model_list,
         seeds=seed_list,
         results_path=results,

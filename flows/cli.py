@@ -10,6 +10,7 @@ from rich.console import Console
 
 from flip_core.config import ConfigError, FlipConfig, load_config
 from flip_core.data.synth import write_synthetic_movielens
+from flip_core.data.synth_apps import write_synthetic_apps
 from flows.benchmark_cli import benchmark_command
 from flows.console import fail
 from flows.features_cli import features_command
@@ -72,18 +73,31 @@ def config_show(config: ConfigOption = None, set_: SetOption = None) -> None:
 
 @data_app.command("synth")
 def data_synth(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the .dat files to.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the files to.")],
+    schema: Annotated[
+        str,
+        typer.Option(
+            help="movielens (users/movies/ratings.dat; spec configs/datasets/synth-ml-1m.yaml) "
+            "or apps (users/apps/events.csv; spec configs/datasets/synth-apps.yaml)."
+        ),
+    ] = "movielens",
     users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 500,
-    movies: Annotated[int, typer.Option(min=1, help="Number of movies.")] = 400,
-    ratings_per_user: Annotated[int, typer.Option(min=1, help="Mean ratings per user.")] = 60,
+    items: Annotated[int, typer.Option(min=1, help="Number of movies or apps.")] = 400,
+    events_per_user: Annotated[
+        int, typer.Option(min=1, help="Mean ratings (or events) per user.")
+    ] = 60,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Write a synthetic MovieLens-1M-shaped dataset (users.dat, movies.dat, ratings.dat)."""
-    counts = write_synthetic_movielens(out, users, movies, ratings_per_user, seed)
-    console.print(
-        f"wrote {counts.users} users, {counts.movies} movies, {counts.ratings} ratings to {out}",
-        markup=False,
-    )
+    """Write a seeded synthetic click log of one of two shapes, with learnable signal."""
+    if schema == "movielens":
+        counts = write_synthetic_movielens(out, users, items, events_per_user, seed)
+        what = f"{counts.users} users, {counts.movies} movies, {counts.ratings} ratings"
+    elif schema == "apps":
+        apps = write_synthetic_apps(out, users, items, events_per_user, seed)
+        what = f"{apps.users} users, {apps.apps} apps, {apps.events} events"
+    else:
+        raise fail(f"--schema {schema!r}: expected movielens or apps", code=2)
+    console.print(f"wrote {what} to {out}", markup=False)
 
 
 @app.command("run")
@@ -91,15 +105,22 @@ def run_nightly(
     config: ConfigOption = None,
     set_: SetOption = None,
     data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Dataset spec YAML (default: paths.dataset).")
+    ] = None,
     raw_dir: Annotated[
         Path | None,
-        typer.Option(help="Raw MovieLens folder (the inbox); required unless --synthetic."),
+        typer.Option(
+            help="Folder of raw files the dataset spec reads (the inbox); required "
+            "unless --synthetic."
+        ),
     ] = None,
     synthetic: Annotated[
         bool,
         typer.Option(
             "--synthetic",
-            help="Train on synthetic data (its own dataset, synth-<dataset>), e.g. `make demo`.",
+            help="Train on synthetic data, e.g. `make demo`: its own dataset, so --dataset must "
+            "be a synth-* spec (e.g. configs/datasets/synth-ml-1m.yaml).",
         ),
     ] = False,
 ) -> None:
@@ -109,15 +130,28 @@ def run_nightly(
     from flows.nightly_retrain import nightly_retrain
 
     checked = resolve_config(  # fail fast, before Prefect starts
-        config, [*(set_ or []), *(["synth.enabled=true"] if synthetic else [])]
+        config,
+        [
+            *(set_ or []),
+            *(["synth.enabled=true"] if synthetic else []),
+            *([f"paths.dataset={dataset}"] if dataset is not None else []),
+        ],
     )
     if raw_dir is None and checked.paths.raw_dir is None and not checked.synth.enabled:
         from tasks.raw_data import NO_RAW_DATA
 
         raise fail(NO_RAW_DATA, code=2)
+    if checked.synth.enabled:
+        from flip_core.data.build import dataset_spec
+        from tasks.raw_data import synthetic_spec_error
+
+        wrong = synthetic_spec_error(dataset_spec(checked).name)
+        if wrong is not None:
+            raise fail(wrong, code=2)
     with local_prefect_server():
         result = nightly_retrain(
             config_file=config,
+            dataset=dataset,
             data_root=data_root,
             raw_dir=raw_dir,
             synthetic=True if synthetic else None,

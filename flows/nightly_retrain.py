@@ -3,8 +3,7 @@
 Stages: prepare raw data -> ingest -> validate -> features -> prompts -> pretrain -> finetune
 -> evaluate -> register + gate. Every stage is a task in `tasks/` that exchanges manifests (paths +
 content hashes) and caches on them (`tasks.caching.content_cache`), so a rerun after a failure
-skips the finished stages and a rerun on unchanged data does nothing new. Stages still being built
-are marked below; each joins the flow where its comment stands.
+skips the finished stages and a rerun on unchanged data does nothing new.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ FLOW_TIMEOUT_S = 20 * 3600  # a night's run must end before the next night's sta
 @flow(name="nightly-retrain", timeout_seconds=FLOW_TIMEOUT_S)
 def nightly_retrain(
     config_file: Path | None = None,
-    dataset: str | None = None,
+    dataset: Path | None = None,
     data_root: Path | None = None,
     raw_dir: Path | None = None,
     synthetic: bool | None = None,
@@ -53,7 +52,7 @@ def nightly_retrain(
 
     Args:
         config_file: experiment YAML (relative to the working directory), e.g. configs/demo.yaml.
-        dataset: name of the dataset in the lake (`ingest.dataset`).
+        dataset: dataset spec YAML (`paths.dataset`), e.g. configs/datasets/ml-1m.yaml.
         data_root: where the lake, features and models live (`paths.data_root`).
         raw_dir: the inbox of raw files (`paths.raw_dir`); without it (and without
             `synthetic`) the run fails: there is no synthetic fallback.
@@ -74,7 +73,7 @@ def nightly_retrain(
         config_file,
         overrides,
         **{
-            "ingest.dataset": dataset,
+            "paths.dataset": dataset,
             "paths.data_root": data_root,
             "paths.raw_dir": raw_dir,
             "synth.enabled": synthetic,
@@ -156,6 +155,7 @@ def _stages(config: FlipConfig, parent: TrackedRun, launch: TorchrunLaunch) -> d
                 prompts.protocol,
                 prompts.content_hash,
                 lake.dataset,
+                splits_dir=split_build_dir(prompts.features_dir),
             )
         )
     uri = config.mlflow.tracking_uri
@@ -173,6 +173,12 @@ def _stages(config: FlipConfig, parent: TrackedRun, launch: TorchrunLaunch) -> d
     parent.log_dict(summary, "summary.json")
     _publish_summary(summary)
     return summary
+
+
+def split_build_dir(features_dir: Path) -> Path:
+    """The split build a feature folder was rendered from (`<splits_dir>/prompts/<key>`), whose
+    `splits/{valid,test}.parquet` the champion gate rescores models on."""
+    return features_dir.parent.parent
 
 
 def _gate_line(published: PublishedModel, this_run: str | None) -> str:

@@ -56,9 +56,11 @@ def publish_candidate(
     protocol: str,
     data_hash: str,
     dataset: str,
+    splits_dir: Path | None = None,
 ) -> PublishedModel:
     """Log, register and gate `model_dir` (trained on `dataset`); returns the version and
-    whether it became champion."""
+    whether it became champion. `splits_dir`: the split build of `model_dir`'s features, whose
+    current valid/test rows the gate rescores the champion and the challenger on."""
     client, experiment_id = configure(config.mlflow)
     name = config.mlflow.registered_model
     before = current_champion(client, name)
@@ -74,7 +76,15 @@ def publish_candidate(
         run.log_metrics(evaluation)
         with registry_lock(config):
             result = publish_model(
-                config, run.run_id, model_dir, metrics, protocol, data_hash, dataset, variant
+                config,
+                run.run_id,
+                model_dir,
+                metrics,
+                protocol,
+                data_hash,
+                dataset,
+                variant,
+                splits_dir=splits_dir,
             )
     verdict = "new champion" if result.champion else "champion kept"
     get_run_logger().info("%s v%s: %s (%s)", result.name, result.version, verdict, result.reason)

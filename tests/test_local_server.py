@@ -52,6 +52,7 @@ def test_killed_flip_run_takes_its_prefect_server_down(tmp_path: Path):
     )
     cmd = [
         sys.executable, "-m", "flows.cli", "run", "--synthetic",
+        "--dataset", "configs/datasets/synth-ml-1m.yaml",
         "--data-root", str(tmp_path / "data"),
         "--set", f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
     ]  # fmt: skip

@@ -38,27 +38,33 @@ def test_nightly_flow_on_given_raw_folder(synthetic_raw: Path, tmp_path: Path, t
     assert result["models"] == {"1": "champion"}
 
 
+SYNTH_SPEC = "configs/datasets/synth-ml-1m.yaml"
+
+
 def test_flip_run_synthetic_is_its_own_dataset_in_the_env_tracking_store(
     tmp_path: Path, tiny_plm_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
     store = f"sqlite:///{tmp_path}/env-store.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)  # flip run reads it; no --set names MLflow
     small = [s for s in _small(tmp_path) if not s.startswith("mlflow.")]
-    args = ["run", "--synthetic", "--data-root", str(tmp_path / "data")]
+    args = ["run", "--synthetic", "--dataset", SYNTH_SPEC, "--data-root", str(tmp_path / "data")]
     for override in [*small, f"plm.name={tiny_plm_dir}", "synth.users=20", "synth.movies=30"]:
         args += ["--set", override]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "dataset: synth-ml1m" in result.output
+    assert "dataset: synth-ml-1m" in result.output
     raw = tmp_path / "data" / "raw"
-    (folder,) = raw.iterdir()
+    (folder,) = raw.iterdir()  # written beside, then renamed: no .partial left
+    assert folder.name.startswith("synth-ml-1m-synthetic-")
     assert {p.name for p in folder.iterdir()} == {"users.dat", "movies.dat", "ratings.dat"}
-    assert (tmp_path / "data" / "lake" / "synth-ml1m").is_dir()
-    assert not (tmp_path / "data" / "lake" / "ml1m").exists()
+    assert (tmp_path / "data" / "lake" / "synth-ml-1m").is_dir()
+    assert not (tmp_path / "data" / "lake" / "ml-1m").exists()
     client = MlflowClient(store)
-    assert client.get_registered_model("flip-ctr").tags["dataset"] == "synth-ml1m"
+    assert client.get_registered_model("flip-ctr").tags["dataset"] == "synth-ml-1m"
     version = client.get_model_version("flip-ctr", "1")
-    assert version.tags["dataset"] == "synth-ml1m"
+    assert version.tags["dataset"] == "synth-ml-1m"
+    assert version.tags["protocol"] == "ml1m-time-811"
+    assert len(version.tags["dataset_spec_hash"]) == 64
     assert "Trained on synthetic data" in (version.description or "")
     assert not (tmp_path / "mlflow.db").exists()
 
@@ -68,6 +74,16 @@ def test_nightly_flow_without_raw_data_fails_and_writes_nothing(tmp_path: Path):
         nightly_retrain(data_root=tmp_path / "data", overrides=_small(tmp_path))
     assert not (tmp_path / "data" / "raw").exists()
     assert not (tmp_path / "data" / "lake").exists()
+
+
+def test_synthetic_data_is_never_a_real_dataset(tmp_path: Path):
+    """Synthetic data asked for with a real dataset's spec (ml-1m) fails before anything runs."""
+    result = CliRunner().invoke(app, ["run", "--synthetic", "--data-root", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "synthetic data is its own dataset, never 'ml-1m'" in result.output
+    with pytest.raises(NoRawDataError, match="never 'ml-1m'"):
+        nightly_retrain(data_root=tmp_path / "data", synthetic=True, overrides=_small(tmp_path))
+    assert not (tmp_path / "data" / "raw").exists()
 
 
 def test_cli_run_rejects_missing_raw_folder(tmp_path: Path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-from flip_core.config import ConfigError, FlipConfig, load_config
+from flip_core.config import ConfigError, load_config
 from flip_core.data.synth import write_synthetic_movielens
 from flows.params import flow_config
 from tasks.artifacts import metrics_markdown, mlflow_ui_hint, mlflow_ui_link, validation_markdown
@@ -18,6 +18,8 @@ from tasks.caching import cache_key, code_version, work_dir
 from tasks.faults import fault_callbacks, inject_faults, parse_faults
 from tasks.locks import lake_lock, lake_lock_file, registry_lock_file
 from tasks.raw_data import RawDataManifest, prepare_raw_data
+
+SYNTH_SPEC = "configs/datasets/synth-ml-1m.yaml"
 
 
 def _config(tmp_path: Path, *extra: str):
@@ -84,7 +86,12 @@ def test_code_version_is_a_stable_hash_and_work_dir_is_deterministic(tmp_path: P
 
 @flow
 def _prepare_twice(data_root: Path) -> list[str]:
-    overrides = [f"paths.data_root={data_root}", "synth.enabled=true", "synth.users=8"]
+    overrides = [
+        f"paths.data_root={data_root}",
+        "synth.enabled=true",
+        f"paths.dataset={SYNTH_SPEC}",
+        "synth.users=8",
+    ]
     config = load_config(None, [*overrides, "synth.movies=6"])
     first = prepare_raw_data(config, return_state=True)
     second = prepare_raw_data(config, return_state=True)
@@ -99,7 +106,12 @@ def test_second_call_with_same_content_is_a_cache_hit(tmp_path: Path):
 
 @flow
 def _prepare_with_fault(data_root: Path) -> str:
-    overrides = [f"paths.data_root={data_root}", "synth.enabled=true", "synth.users=4"]
+    overrides = [
+        f"paths.data_root={data_root}",
+        "synth.enabled=true",
+        f"paths.dataset={SYNTH_SPEC}",
+        "synth.users=4",
+    ]
     config = load_config(None, overrides)
     state = prepare_raw_data.with_options(retry_delay_seconds=0)(config, return_state=True)
     return str(state.name)
@@ -109,7 +121,7 @@ def _prepare_with_fault(data_root: Path) -> str:
 def test_a_step_that_fails_once_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     failed: set[str] = set()
     monkeypatch.setenv("FLIP_FAULTS", "prepare-raw-data:fail-once")
-    monkeypatch.setattr("tasks.faults._failed_once", failed)
+    monkeypatch.setattr("tasks.faults.failed_once", failed)
     assert _prepare_with_fault(tmp_path / "data") == "Completed"
     assert failed == {"prepare-raw-data"}  # the first attempt did fail
 
@@ -121,7 +133,7 @@ def test_parse_faults_and_fail_once(monkeypatch: pytest.MonkeyPatch):
     with pytest.raises(ValueError, match="expected step:action"):
         parse_faults("a")
     monkeypatch.setenv("FLIP_FAULTS", "s:fail-once")
-    monkeypatch.setattr("tasks.faults._failed_once", set())
+    monkeypatch.setattr("tasks.faults.failed_once", set())
     with pytest.raises(ConnectionError, match="injected"):
         inject_faults("s")
     inject_faults("s")  # second attempt passes
@@ -224,11 +236,14 @@ def test_tracking_uri_explicit_config_then_environment_then_default(
 
 
 def test_synthetic_data_is_its_own_dataset_and_never_beside_a_raw_folder(tmp_path: Path):
-    assert load_config().ingest.dataset == "ml1m"
-    synthetic = load_config(overrides=["synth.enabled=true"])
-    assert synthetic.ingest.dataset == "synth-ml1m"
-    again = FlipConfig.model_validate(synthetic.model_dump(mode="json"))  # e.g. torchrun's copy
-    assert again.ingest.dataset == "synth-ml1m"
+    from flip_core.data.build import dataset_spec
+    from tasks.raw_data import synthetic_spec_error
+
+    assert dataset_spec(load_config()).name == "ml-1m"
+    synthetic = load_config(overrides=["synth.enabled=true", f"paths.dataset={SYNTH_SPEC}"])
+    assert dataset_spec(synthetic).name == "synth-ml-1m"
+    assert synthetic_spec_error("synth-ml-1m") is None
+    assert "never 'ml-1m'" in (synthetic_spec_error("ml-1m") or "")
     with pytest.raises(ConfigError, match="choose real data"):
         load_config(overrides=["synth.enabled=true", f"paths.raw_dir={tmp_path}"])
 

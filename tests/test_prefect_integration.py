@@ -36,7 +36,8 @@ START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 600
 # Small enough for CI's 2 cores; every stage still sees train/valid/test rows.
 TINY = [
-    "synth.enabled=true",  # the nightly deployment has no inbox: synthetic data, asked for
+    "synth.enabled=true",
+    "paths.dataset=configs/datasets/synth-ml-1m.yaml",  # no inbox: synthetic data, asked for
     "synth.users=40",
     "synth.movies=30",
     "synth.ratings_per_user=20",

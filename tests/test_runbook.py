@@ -280,13 +280,13 @@ def test_runbook_main_path_as_written(shell: tuple[Shell, Apis]) -> None:
     assert run["state"]["type"] == "COMPLETED"
     registry = api.registry()
     model = registry.get_registered_model("flip-ctr")
-    assert model.tags["dataset"] == "ml1m"
+    assert model.tags["dataset"] == "ml-1m"
     assert dict(model.aliases) == {"champion": "1", "challenger": "1"}
     v1 = registry.get_model_version("flip-ctr", "1")
-    assert v1.tags["dataset"] == "ml1m"
+    assert v1.tags["dataset"] == "ml-1m"
     assert (v1.description or "").startswith("# Model card: flip-ctr v1 (flip_id)")
-    assert f"flip-ctr in {api.mlflow}: dataset ml1m, champion v1" in out
-    listed = r"^1 +challenger,champion +ml1m +ml1m-time-811 +flip_id +0\.\d+ +0\.\d+ +promoted$"
+    assert f"flip-ctr in {api.mlflow}: dataset ml-1m, champion v1" in out
+    listed = r"^1 +challenger,champion +ml-1m +ml1m-time-811 +flip_id +0\.\d+ +0\.\d+ +promoted$"
     assert re.search(listed, out, re.M), out
 
     # Pause: the runs the schedule queued are deleted; a run started by hand stays.
