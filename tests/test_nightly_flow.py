@@ -36,6 +36,18 @@ def test_nightly_flow_on_given_raw_folder(synthetic_raw: Path, tmp_path: Path, t
     assert result["raw_dir"] == str(synthetic_raw)
     assert result["raw_hash"] == tree_sha256(synthetic_raw)
     assert result["models"] == {"1": "champion"}
+    assert result["dataset"] == "ml-1m"
+    # another model on the same data: the gate rescores the champion on the current rows
+    again = nightly_retrain(
+        data_root=tmp_path / "data",
+        raw_dir=synthetic_raw,
+        plm=str(tiny_plm_dir),
+        overrides=_small(tmp_path, "training.seed=1"),
+    )
+    assert set(again["models"]) == {"2"}
+    reason = again["gate"]["2"]
+    assert "champion v1" in reason and "champion on current rows" in reason, reason
+    assert "both rescored on the current rows of " + str(tmp_path / "data") in reason, reason
 
 
 SYNTH_SPEC = "configs/datasets/synth-ml-1m.yaml"
