@@ -143,9 +143,13 @@ def run_nightly(
         raise fail(NO_RAW_DATA, code=2)
     if checked.synth.enabled:
         from flip_core.data.build import dataset_spec
+        from flip_core.spec import SpecError
         from tasks.raw_data import synthetic_spec_error
 
-        wrong = synthetic_spec_error(dataset_spec(checked).name)
+        try:
+            wrong = synthetic_spec_error(dataset_spec(checked).name)
+        except SpecError as exc:
+            raise fail(str(exc), code=2, label="dataset spec error") from None
         if wrong is not None:
             raise fail(wrong, code=2)
     with local_prefect_server():

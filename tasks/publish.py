@@ -88,6 +88,11 @@ def publish_candidate(
             )
     verdict = "new champion" if result.champion else "champion kept"
     get_run_logger().info("%s v%s: %s (%s)", result.name, result.version, verdict, result.reason)
+    if champion_metrics is not None and result.rescored_champion is not None:
+        # the gate metrics as the gate compared them: both models scored on the current rows
+        current = " (current rows)"
+        champion_metrics.update({k + current: v for k, v in result.rescored_champion.items()})
+        evaluation.update({k + current: v for k, v in (result.rescored_challenger or {}).items()})
     title = f"{name} v{result.version} ({variant}, {dataset}) vs champion" + (
         f" v{before.version}" if before is not None else ""
     )

@@ -51,6 +51,7 @@ DATASET = "dataset"
 DATASET_SPEC_HASH = "dataset_spec_hash"
 PROTOCOL = "protocol"
 MODEL_CARD = "model_card.md"
+RESCORED = "current rows"
 # Evaluation metrics of a model (overall, warm and cold users): what version tags and the
 # champion comparison show. Not steps, losses of the training objective or row counts.
 _MODEL_METRIC = re.compile(r"^(valid|test)(_(warm|cold))?_(auc|logloss)$")
@@ -78,7 +79,7 @@ class Candidate:
     test_logloss: float
     version: str | None = None
     dataset: str | None = None
-    scored_on: str = "stored metrics"  # or "current rows" (rescored by the gate)
+    scored_on: str = "stored metrics"  # or RESCORED (scored by the gate on the current rows)
 
 
 @dataclass(frozen=True)
@@ -257,9 +258,7 @@ def rescore(
                 f"{splits_dir} ({type(exc).__name__}: {why}), so both were compared on their "
                 "stored metrics",
             )
-        scored.append(
-            replace(candidate, valid_auc=auc, test_logloss=logloss, scored_on="current rows")
-        )
+        scored.append(replace(candidate, valid_auc=auc, test_logloss=logloss, scored_on=RESCORED))
     fresh_champion, fresh_challenger = scored
     note = (
         f"both rescored on the current rows of {splits_dir} (champion's stored valid AUC "
@@ -323,6 +322,10 @@ class Publication:
     model_uri: str
     champion: bool
     reason: str
+    # the gate metrics of the champion and the challenger rescored on the current rows (None when
+    # the gate compared stored metrics, or there was no champion)
+    rescored_champion: dict[str, float] | None = None
+    rescored_challenger: dict[str, float] | None = None
 
 
 def publish_model(
@@ -397,7 +400,26 @@ def _publish(
     decision = apply_gate(
         client, name, version, config.gate, splits_dir, config.mlflow.score_batch_size
     )
-    return Publication(name, str(version.version), model_uri, decision.promote, decision.reason)
+    return Publication(
+        name,
+        str(version.version),
+        model_uri,
+        decision.promote,
+        decision.reason,
+        *_rescored(decision),
+    )
+
+
+def _rescored(
+    decision: GateDecision,
+) -> tuple[dict[str, float] | None, dict[str, float] | None]:
+    champion, challenger = decision.champion, decision.challenger
+    if champion is None or champion.scored_on != RESCORED:
+        return None, None
+    return (
+        {VALID_AUC: champion.valid_auc, TEST_LOGLOSS: champion.test_logloss},
+        {VALID_AUC: challenger.valid_auc, TEST_LOGLOSS: challenger.test_logloss},
+    )
 
 
 def model_card(

@@ -272,12 +272,15 @@ def test_gate_rescores_the_champion_on_the_current_rows(
     assert "champion on current rows" in fresh.reason
     assert "both rescored on the current rows" in fresh.reason
     assert "stored valid AUC 0.99000" in fresh.reason
+    assert fresh.rescored_champion is not None and fresh.rescored_challenger is not None
+    assert fresh.rescored_champion["valid_auc"] < fresh.rescored_challenger["valid_auc"] < 0.99
     assert client.get_model_version_by_alias(name, "champion").version == fresh.version
 
     # the same stale numbers, compared as stored (no current rows): the champion would stay
     client.set_model_version_tag(name, fresh.version, "valid_auc", "0.990000")
     stale = _publish(cfg, longer, "no-rows")
     assert not stale.champion and "champion on stored metrics" in stale.reason
+    assert stale.rescored_champion is None
 
     # a champion that cannot be rescored (the rows lack a field it reads): stored metrics, and why
     lacking = _raw_splits(tmp_path / "lacking", fmap, rows, drop="zip")
