@@ -57,7 +57,8 @@ def nightly_retrain(
         raw_dir: the inbox of raw files (`paths.raw_dir`); without it (and without
             `synthetic`) the run fails: there is no synthetic fallback.
         synthetic: train on synthetic data instead (`synth.enabled`; demos and tests): its own
-            dataset, `synth-<dataset>`, which never competes with a real one.
+            dataset, so `dataset` must be a `synth-*` spec (e.g.
+            configs/datasets/synth-ml-1m.yaml); it never competes with a real one.
         tracking_uri: MLflow tracking/registry URI (`mlflow.tracking_uri`); default: the config
             file's, else the worker's MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.
         plm: pretrained language model, hub name or local path (`plm.name`).
