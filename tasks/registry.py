@@ -177,7 +177,7 @@ def bind_dataset(client: MlflowClient, name: str, dataset: str, uri: str) -> Non
             f"registered model {name!r} in {uri} has versions but no {DATASET!r} tag (made "
             f"before datasets were tracked): tag it with the dataset its versions were trained "
             f"on, e.g. MlflowClient({uri!r}).set_registered_model_tag({name!r}, 'dataset', "
-            f"'ml1m'), then rerun (see docs/operations.md)"
+            f"'ml-1m'), then rerun (see docs/operations.md)"
         )
     client.set_registered_model_tag(name, DATASET, dataset)
 
