@@ -26,6 +26,7 @@ from tasks.features import FeaturesManifest, build_features, render_prompts
 from tasks.finetune import finetune
 from tasks.ingest import ingest_raw, validate_lake
 from tasks.pretrain import pretrain
+from tasks.quiet import quiet_progress_bars
 from tasks.raw_data import prepare_raw_data
 from tasks.train import train_id_model
 
@@ -124,7 +125,8 @@ def benchmark(
     Args:
         config_file: experiment YAML; its id_model/training sections are the shared settings.
         data_root: where the lake, features and models live (`paths.data_root`).
-        raw_dir: folder of raw files the dataset spec reads; synthetic data when omitted.
+        raw_dir: folder of raw files the dataset spec reads; required unless synth.enabled (no
+            synthetic fallback).
         protocol: a protocol of the dataset spec (`features.protocol`), e.g. ml1m-time-811.
         dataset: dataset spec YAML (`paths.dataset`), e.g. configs/datasets/ml-1m.yaml.
         models: ID backbones to train from scratch (default: the configured one; [] for none).
@@ -135,6 +137,7 @@ def benchmark(
             pretraining of the configured backbone and PLM (none by default).
     """
     logger = get_run_logger()
+    quiet_progress_bars()
     config = flow_config(
         config_file,
         overrides,

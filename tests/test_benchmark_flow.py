@@ -41,6 +41,8 @@ def test_benchmark_flow_trains_every_pair_and_reruns_from_cache(tmp_path: Path):
         "seeds": [0, 1],
         "results_path": results,
         "overrides": [
+            "synth.enabled=true",
+            "paths.dataset=configs/datasets/synth-ml-1m.yaml",
             "synth.users=60",
             "synth.movies=40",
             "synth.ratings_per_user=20",
@@ -75,6 +77,8 @@ def test_benchmark_flow_runs_flip_variants_after_one_pretraining(
         seeds=[0, 1],
         results_path=results,
         overrides=[
+            "synth.enabled=true",
+            "paths.dataset=configs/datasets/synth-ml-1m.yaml",
             "synth.users=40",
             "synth.movies=30",
             "synth.ratings_per_user=15",
