@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,14 +10,13 @@ import typer
 from rich.console import Console
 
 from flip_core.config import VARIANTS
-from flip_core.data.feature_map import FEATURE_MAP_FILE
+from flip_core.data.loaders import check_feature_folder
 from flip_core.models.saving import CONFIG_FILE
 from flows.console import fail, resolve_config
 
 if TYPE_CHECKING:
     from flip_core.flip_stages import StageResult
     from flip_core.training import TrainerCallback
-    from flip_core.training.events import StartStep
 
 console = Console(width=200)
 
@@ -33,22 +30,6 @@ FeaturesOpt = Annotated[
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (model/ goes inside).")]
 ResumeOpt = Annotated[str | None, typer.Option(help="Resume: a checkpoint folder or 'latest'.")]
-SummaryOpt = Annotated[
-    Path | None,
-    typer.Option(help="Write a JSON summary (model, metrics, steps, world size) here (rank 0)."),
-]
-EventsOpt = Annotated[
-    Path | None,
-    typer.Option(help="Record the trainer's callback events as JSON lines here (rank 0)."),
-]
-
-
-def _check_features(features: Path) -> None:
-    for name in ("train.parquet", FEATURE_MAP_FILE, "manifest.json"):
-        if not (features / name).is_file():
-            raise fail(
-                f"{features} is not a built feature folder (no {name}); run `flip features`", code=2
-            )
 
 
 def pretrain_command(
@@ -57,19 +38,16 @@ def pretrain_command(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     resume: ResumeOpt = None,
-    summary: SummaryOpt = None,
-    events: EventsOpt = None,
 ) -> None:
     """FLIP pretraining (MLM + MTM + ICL, each switchable with --set pretrain.<obj>=false)."""
     cfg = resolve_config(config, set_)
-    _check_features(features)
+    try:
+        check_feature_folder(features)
+    except FileNotFoundError as exc:
+        raise fail(str(exc), code=2) from None
     from flip_core.flip_stages import run_pretraining
 
-    _run_stage(
-        lambda callbacks: run_pretraining(cfg, features, out, callbacks, resume=resume),
-        events,
-        summary,
-    )
+    _run_stage(lambda callbacks: run_pretraining(cfg, features, out, callbacks, resume=resume))
 
 
 def finetune_command(
@@ -83,14 +61,15 @@ def finetune_command(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     resume: ResumeOpt = None,
-    summary: SummaryOpt = None,
-    events: EventsOpt = None,
 ) -> None:
     """Finetune a variant for CTR from a pretraining output (or from scratch)."""
     if variant not in VARIANTS:
         raise fail(f"unknown variant '{variant}'; choose one of {', '.join(VARIANTS)}", code=2)
     cfg = resolve_config(config, set_)
-    _check_features(features)
+    try:
+        check_feature_folder(features)
+    except FileNotFoundError as exc:
+        raise fail(str(exc), code=2) from None
     if pretrained is not None and not (pretrained / CONFIG_FILE).is_file():
         raise fail(
             f"{pretrained} is not a saved FLIP pretraining folder (no {CONFIG_FILE})", code=2
@@ -100,62 +79,27 @@ def finetune_command(
     _run_stage(
         lambda callbacks: run_finetuning(
             cfg, features, out, variant, pretrained, callbacks, resume=resume
-        ),
-        events,
-        summary,
+        )
     )
 
 
-def _run_stage(
-    stage: Callable[[list[TrainerCallback]], StageResult],
-    events: Path | None,
-    summary: Path | None,
-) -> None:
-    """Run a training stage with the CLI's callbacks; a bad input exits 2 with its first line."""
+def _run_stage(stage: Callable[[list[TrainerCallback]], StageResult]) -> None:
+    """Run a training stage (also under a hand-started torchrun); a bad input exits 2 with its
+    first line; rank 0 reports the model, steps and metrics."""
+    from flip_core.training import distributed as ddp
     from flip_core.training.events import StartStep
 
     start = StartStep(lambda text: console.print(text, markup=False, highlight=False))
     try:
-        result = stage(_callbacks(start, events))
+        result = stage([start])
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc).splitlines()[0], code=2) from None
-    _finish(result, start, summary)
-
-
-def _callbacks(start: TrainerCallback, events: Path | None) -> list[TrainerCallback]:
-    from flip_core.training.events import EventRecorder
-
-    if events is None:
-        return [start]
-    if os.environ.get("RANK", "0") == "0":  # before the process group exists
-        events.unlink(missing_ok=True)  # this run's events only
-    return [start, EventRecorder(events)]
-
-
-def _finish(result: StageResult, start: StartStep, summary: Path | None) -> None:
-    """Report on rank 0 (and write the summary), then leave the process group."""
-    from flip_core.training import distributed as ddp
-
     if ddp.is_main_process():
-        _report(result.model_dir, result.metrics, result.train.global_step)
-        if summary is not None:
-            data = {
-                "model_dir": str(result.model_dir),
-                "metrics": result.metrics,
-                "global_step": result.train.global_step,
-                "start_step": start.step,
-                "world_size": ddp.world_size(),
-            }
-            summary.parent.mkdir(parents=True, exist_ok=True)
-            summary.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        console.print(f"steps: {result.train.global_step}")
+        for key, value in sorted(result.metrics.items()):
+            console.print(f"{key}: {value:.4f}")
+        console.print(f"model: {result.model_dir}", markup=False)
     if ddp.world_size() > 1:
         import torch.distributed as dist
 
         dist.destroy_process_group()
-
-
-def _report(model_dir: Path, metrics: dict[str, float], steps: int) -> None:
-    console.print(f"steps: {steps}")
-    for key, value in sorted(metrics.items()):
-        console.print(f"{key}: {value:.4f}")
-    console.print(f"model: {model_dir}", markup=False)

@@ -4,15 +4,15 @@
 default) the stage runs in-process; otherwise the task starts
 
     python -m torch.distributed.run --nproc-per-node N [--standalone | --nnodes M
-        --rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id ID] -m flows.cli <stage> ...
+        --rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-id ID] -m tasks.stage_child <stage> ...
 
 and waits for it. The trainer joins the process group torchrun sets up (gloo on CPU, nccl on
-GPU). The child gets the task's resolved config as a YAML file, writes its checkpoints where the
-in-process stage would (so `--resume latest` continues either kind of run) and records its
-trainer callback events (`flip_core.training.events`); the task streams the child's output into
-its log, replays the events into its MLflow callback (the child never talks to MLflow), and fails
-with the child's last output lines when it exits non-zero. A killed task takes its torchrun with
-it (`tasks.child_process.die_with_parent`).
+GPU). The child (`tasks.stage_child`) gets the task's resolved config as a YAML file, writes its
+checkpoints where the in-process stage would (so `--resume latest` continues either kind of run)
+and records its trainer callback events (`flip_core.training.events`); the task streams the
+child's output into its log, replays the events into its MLflow callback (the child never talks
+to MLflow), and fails with the child's last output lines when it exits non-zero. A killed task
+takes its torchrun with it (`tasks.child_process.die_with_parent`).
 
 Several nodes: the task's node runs one torchrun; every other node must run the same command
 (logged by the task, `rdzv-id` included) against shared storage, e.g. one Kubernetes job per node.
@@ -71,8 +71,8 @@ class TorchrunLaunch(BaseModel):
         """Whether the stage runs in child processes (more than one process in total)."""
         return self.nproc_per_node * self.nnodes > 1
 
-    def command(self, cli_args: Sequence[str], rdzv_id: str) -> list[str]:
-        """The torchrun command line running `python -m flows.cli <cli_args>`."""
+    def command(self, child_args: Sequence[str], rdzv_id: str) -> list[str]:
+        """The torchrun command line running `python -m tasks.stage_child <child_args>`."""
         cmd = [sys.executable, "-m", "torch.distributed.run"]
         cmd += ["--nproc-per-node", str(self.nproc_per_node), "--tee", "3"]
         if self.nnodes == 1:
@@ -80,7 +80,7 @@ class TorchrunLaunch(BaseModel):
         else:
             cmd += ["--nnodes", str(self.nnodes), "--rdzv-backend", "c10d"]
             cmd += ["--rdzv-endpoint", str(self.rdzv_endpoint), "--rdzv-id", rdzv_id]
-        return [*cmd, "-m", "flows.cli", *cli_args]
+        return [*cmd, "-m", "tasks.stage_child", *child_args]
 
 
 @dataclass
@@ -128,13 +128,14 @@ def train_stage(
     config: FlipConfig,
     output_dir: Path,
     in_process: Callable[[list[TrainerCallback], str | None], StageResult],
-    cli_args: Sequence[str],
+    child_args: Sequence[str],
     callbacks: Sequence[TrainerCallback],
     launch: TorchrunLaunch | None,
     log: Callable[[str], None],
 ) -> StageOutcome:
-    """Run `stage` in-process (`in_process(callbacks, resume)`) or under torchrun (`flows.cli
-    <cli_args>` plus config/out/resume options); resume from the latest checkpoint if any."""
+    """Run `stage` in-process (`in_process(callbacks, resume)`) or under torchrun
+    (`tasks.stage_child <child_args>` plus config/out/resume options); resume from the latest
+    checkpoint if any."""
     resume = "latest" if list_checkpoints(output_dir / "checkpoints") else None
     start = StartStep(announce=lambda text: log(f"{stage}: {text}"))
     if launch is None or not launch.under_torchrun:
@@ -144,14 +145,14 @@ def train_stage(
             result.model_dir, result.metrics, result.train.global_step, ddp.world_size(), start.step
         )
     everyone = [*callbacks, start]
-    return _under_torchrun(stage, config, output_dir, cli_args, resume, everyone, launch, log)
+    return _under_torchrun(stage, config, output_dir, child_args, resume, everyone, launch, log)
 
 
 def _under_torchrun(
     stage: str,
     config: FlipConfig,
     output_dir: Path,
-    cli_args: Sequence[str],
+    child_args: Sequence[str],
     resume: str | None,
     callbacks: Sequence[TrainerCallback],
     launch: TorchrunLaunch,
@@ -161,13 +162,15 @@ def _under_torchrun(
     folder.mkdir(parents=True, exist_ok=True)
     config_file = folder / "config.yaml"
     summary, events = folder / "summary.json", folder / "events.jsonl"
-    config_file.write_text(config.to_yaml(), encoding="utf-8")
+    quiet = config.model_copy(
+        update={"training": config.training.model_copy(update={"progress": False})}
+    )
+    config_file.write_text(quiet.to_yaml(), encoding="utf-8")  # no progress bar in a log
     summary.unlink(missing_ok=True)
     events.unlink(missing_ok=True)
     args = [
-        *cli_args,
+        *child_args,
         "--config", str(config_file),
-        "--set", "training.progress=false",  # no progress bar in a log
         "--out", str(output_dir),
         "--summary", str(summary),
         "--events", str(events),

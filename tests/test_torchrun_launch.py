@@ -30,7 +30,7 @@ def test_launch_parameters_and_command():
     cmd = local.command(["pretrain", "--features", "f"], rdzv_id="x")
     assert cmd[1:] == [
         "-m", "torch.distributed.run", "--nproc-per-node", "2", "--tee", "3", "--standalone",
-        "-m", "flows.cli", "pretrain", "--features", "f",
+        "-m", "tasks.stage_child", "pretrain", "--features", "f",
     ]  # fmt: skip
     nodes = TorchrunLaunch(nproc_per_node=4, nnodes=2, rdzv_endpoint="head:29400")
     cmd = nodes.command(["finetune"], rdzv_id="finetune-abc")
