@@ -120,6 +120,12 @@ class PLMConfig(_Section):
     learning_rate: float = Field(
         default=5e-5, gt=0.0, description="LR of the PLM's own weights (heads use training's)."
     )
+    num_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep only the first k transformer layers of the encoder (None: all); "
+        "same tokenizer and features. Saved models record it.",
+    )
 
 
 class IDModelConfig(_Section):
@@ -178,10 +184,21 @@ class PretrainConfig(_Section):
     icl_weight: float = Field(default=1.0, ge=0.0)
     mlm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
     mtm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
-    max_rows: int | None = Field(default=None, ge=1)
+    max_rows: int | None = Field(default=None, ge=1, description="Cap on the train rows.")
     max_valid_rows: int | None = Field(
         default=None, ge=1, description="Cap on the valid rows pretraining evaluates (speed)."
     )
+    sample: Literal["random", "first"] = Field(
+        default="random",
+        description="How capped splits are cut: a seeded random sample or the first (oldest) rows.",
+    )
+    sample_seed: int = Field(default=0, description="Seed of the random row samples.")
+    shuffle_text: bool = Field(
+        default=False,
+        description="Control arm: each row's text is taken from another row (a seeded "
+        "derangement), which destroys the alignment and keeps everything else equal.",
+    )
+    shuffle_text_seed: int = 0
     single_pass: bool = Field(
         default=False,
         description="One PLM pass per step (MTM/ICL read the MLM-masked text; masks on disjoint "
@@ -204,12 +221,22 @@ class FinetuneConfig(_Section):
     variants: list[Literal["flip", "flip_id", "flip_plm"]] = ["flip_id"]
     max_rows: int | None = Field(default=None, ge=1)
     max_valid_rows: int | None = Field(
-        default=None,
-        ge=1,
-        description="Cap on the valid rows used for selection and reported (first rows in time).",
+        default=None, ge=1, description="Cap on the valid rows used for selection and reported."
     )
     max_test_rows: int | None = Field(
-        default=None, ge=1, description="Cap on the test rows scored (first rows in time)."
+        default=None, ge=1, description="Cap on the test rows scored."
+    )
+    sample: Literal["random", "first"] = Field(
+        default="random",
+        description="How capped splits are cut: a seeded random sample or the first (oldest) rows.",
+    )
+    sample_seed: int = Field(
+        default=0, description="Seed of the row samples (fixed across training seeds: paired)."
+    )
+    fusion_learning_rate: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="LR of the FLIP fusion scalar (a = sigmoid(scalar)); None: training's.",
     )
 
 

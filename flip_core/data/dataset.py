@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from torch.utils.data import Dataset
 
 from flip_core.data.protocols import FIELDS
+from flip_core.data.sampling import Sample, subset_rows
 
 
 @dataclass
@@ -48,17 +49,25 @@ class RowBatch:
 
 
 class FeatureDataset(Dataset[RowBatch]):
-    """Rows of one `{train,valid,test}.parquet` feature file."""
+    """Rows of one `{train,valid,test}.parquet` feature file; `max_rows` caps them to a seeded
+    random sample (`sample="random"`, the default) or to the first rows (`sample="first"`).
+    `rows` holds the kept row numbers of the file."""
 
     def __init__(
-        self, path: Path | str, with_text: bool = True, max_rows: int | None = None
+        self,
+        path: Path | str,
+        with_text: bool = True,
+        max_rows: int | None = None,
+        sample: Sample = "random",
+        seed: int = 0,
     ) -> None:
         self.path = Path(path)
         self.with_text = with_text
         columns = [*FIELDS, "label"] + (["input_ids", "token_spans"] if with_text else [])
         table = pq.read_table(self.path, columns=columns)
-        if max_rows is not None:
-            table = table.slice(0, max_rows)
+        self.rows = subset_rows(table.num_rows, max_rows, sample, seed)
+        if len(self.rows) < table.num_rows:
+            table = table.take(self.rows)
         n = table.num_rows
         self.field_ids = np.stack(
             [table[f].to_numpy().astype(np.int64) for f in FIELDS], axis=1
