@@ -267,6 +267,23 @@ class GateConfig(_Section):
     )
 
 
+class BenchmarkConfig(_Section):
+    """The FLIP evidence experiment of the benchmark flow (`flip benchmark --variants ...`)."""
+
+    plm_side: list[str] = Field(
+        default_factory=list,
+        description="`section.key=value` overrides of the PLM-side arms (flip, flip_plm, "
+        "plm_only, id_only), e.g. a random train-row cap and a small batch.",
+    )
+    plm_side_seeds: list[int] | None = Field(
+        default=None, description="Seeds of the PLM-side arms; None: the flow's seeds."
+    )
+    bootstrap: int = Field(default=1000, ge=10, description="User-level bootstrap draws.")
+    long_tail_below: int = Field(
+        default=50, ge=1, description="Long-tail items: fewer train ratings than this."
+    )
+
+
 class FlipConfig(_Section):
     """The whole pipeline configuration."""
 
@@ -281,6 +298,7 @@ class FlipConfig(_Section):
     finetune: FinetuneConfig = FinetuneConfig()
     mlflow: MLflowConfig = MLflowConfig()
     gate: GateConfig = GateConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
 
     def to_yaml(self) -> str:
         """The resolved configuration as YAML (paths as strings)."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flip_core.config import ConfigError, load_config
 
 if TYPE_CHECKING:
-    from flip_core.models.flip import Variant
+    pass
 
 
 def _split(text: str, what: str) -> list[str]:
@@ -37,7 +37,10 @@ def benchmark_command(
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
     variants: Annotated[
         str,
-        typer.Option(help="Comma-separated FLIP variants after one pretraining (flip_id, ...)."),
+        typer.Option(
+            help="Comma-separated FLIP arms (flip_id, control, scratch, flip, flip_plm, "
+            "plm_only, id_only); writes evidence.json and its tables."
+        ),
     ] = "",
     results: Annotated[Path, typer.Option(help="Markdown file to rewrite.")] = Path(
         "docs/results.md"
@@ -51,11 +54,11 @@ def benchmark_command(
         raise typer.Exit(code=2) from None
     model_list = _split(models, "models") if models.strip() else []
     variant_list = [v.strip() for v in variants.split(",") if v.strip()]
-    unknown = sorted(set(variant_list) - {"flip", "flip_id", "flip_plm"})
+    known = ("flip_id", "control", "scratch", "flip", "flip_plm", "plm_only", "id_only")
+    unknown = sorted(set(variant_list) - set(known))
     if unknown:
         typer.echo(
-            f"error: unknown variant(s) {', '.join(unknown)}; use flip, flip_id, flip_plm",
-            err=True,
+            f"error: unknown variant(s) {', '.join(unknown)}; use {', '.join(known)}", err=True
         )
         raise typer.Exit(code=2)
     try:
@@ -65,7 +68,7 @@ def benchmark_command(
         raise typer.Exit(code=2) from None
     from flows.benchmark import benchmark
 
-    chosen = [cast("Variant", v) for v in variant_list] or None
+    chosen = variant_list or None
 
     rows = benchmark(
         config_file=config,

@@ -98,3 +98,66 @@ def test_benchmark_flow_runs_flip_variants_after_one_pretraining(
     pretrain_dirs = list((tmp_path / "data" / "work" / "pretrain").iterdir())
     assert len(pretrain_dirs) == 1  # one pretraining serves every variant and seed
     assert "--variants flip_id,flip" in results.read_text(encoding="utf-8")
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_benchmark_flow_writes_the_evidence_of_every_arm(tmp_path: Path, tiny_plm_dir: Path):
+    """Arms x seeds after one FLIP and one control pretraining; evidence.json has the keys the
+    results tables are rendered from, with intervals around the seed-mean differences."""
+    import json
+
+    from flows.evidence import BEGIN as EV_BEGIN
+    from flows.evidence import END as EV_END
+    from flows.evidence import render_evidence
+
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n\nProse.\n", encoding="utf-8")
+    arms = ["flip_id", "control", "scratch", "flip", "plm_only", "id_only"]
+    benchmark(
+        data_root=tmp_path / "data",
+        models=[],
+        variants=arms,
+        seeds=[0, 1],
+        results_path=results,
+        overrides=[
+            "synth.users=40",
+            "synth.movies=30",
+            "synth.ratings_per_user=15",
+            f"plm.name={tiny_plm_dir}",
+            "plm.num_layers=1",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+            "training.epochs=1",
+            "training.max_steps=3",
+            "training.batch_size=64",
+            "training.progress=false",
+            "pretrain.mtm_num_negatives=8",
+            "pretrain.max_rows=200",
+            'benchmark.plm_side=["finetune.max_rows=120", "finetune.fusion_learning_rate=0.05"]',
+            "benchmark.plm_side_seeds=[3]",
+            "benchmark.bootstrap=50",
+        ],
+    )
+    pretrain_dirs = list((tmp_path / "data" / "work" / "pretrain").iterdir())
+    assert len(pretrain_dirs) == 2  # FLIP and the shuffled-text control, shared by all arms
+    evidence = json.loads((tmp_path / "evidence.json").read_text(encoding="utf-8"))
+    for key in (
+        "flip_id_minus_scratch",
+        "flip_id_minus_control",
+        "flip_minus_plm_only",
+        "flip_minus_id_only",
+    ):
+        d = evidence[key]
+        assert d["low"] <= d["high"] and {"mean", "low", "high"} <= set(d)
+        assert set(evidence["slices"][key]) == {"overall", "warm", "cold", "long_tail"}
+    assert evidence["seeds"] == [0, 1] and evidence["plm_side_seeds"] == [3]
+    assert evidence["pretrain_rows"] == 200 and evidence["plm_layers"] == 1
+    assert evidence["plm_side_train_rows"] == 120
+    assert evidence["arms"]["flip_id"]["seeds"] == [0, 1]
+    assert evidence["arms"]["flip"]["seeds"] == [3]
+    assert 0 < evidence["dcnv2_test_auc"] < 1  # from the scratch arm (no models were run)
+    assert evidence["device"].startswith("cpu")
+    text = results.read_text(encoding="utf-8")
+    assert text.startswith("# Results\n\nProse.\n")
+    block = text.split(EV_BEGIN, 1)[1].split(EV_END, 1)[0]
+    assert block.strip() == render_evidence(evidence).strip()
+    assert "--variants flip_id,control,scratch,flip,plm_only,id_only" in block
