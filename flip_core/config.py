@@ -275,6 +275,11 @@ class BenchmarkConfig(_Section):
         description="`section.key=value` overrides of the PLM-side arms (flip, flip_plm, "
         "plm_only, id_only), e.g. a random train-row cap and a small batch.",
     )
+    pretrain: list[str] = Field(
+        default_factory=list,
+        description="`section.key=value` overrides of the pretraining runs (FLIP and control), "
+        "e.g. a PLM-sized batch; the ID model's settings must stay those of the finetunes.",
+    )
     plm_side_seeds: list[int] | None = Field(
         default=None, description="Seeds of the PLM-side arms; None: the flow's seeds."
     )

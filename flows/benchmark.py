@@ -200,9 +200,10 @@ def benchmark(
         results += arm_runs.results
     rows = aggregate(results)
     table = results_markdown(rows, features.protocol, command)
-    write_results(results_path, table)
+    if models or not variants:  # FLIP arms alone leave the ID-model table as it is
+        write_results(results_path, table)
+        logger.info("Wrote the benchmark table to %s", results_path)
     create_markdown_artifact(table, key="benchmark-results")
-    logger.info("Wrote the benchmark table to %s", results_path)
     if arm_runs is not None:
         path = evidence_path or results_path.with_name("evidence.json")
         dcnv2 = [r.metrics["test_auc"] for r in results if r.model == "dcnv2"]
@@ -264,10 +265,10 @@ def flip_variants(
     kinds = sorted({k for v in variants if (k := ARMS[v].pretraining) is not None})
     pretrained: dict[str, Any] = {}
     for kind in kinds:
-        pre_cfg = config
+        pre_cfg = _with(config, config.benchmark.pretrain)
         if kind == "control":
-            pre_cfg = config.model_copy(
-                update={"pretrain": config.pretrain.model_copy(update={"shuffle_text": True})}
+            pre_cfg = pre_cfg.model_copy(
+                update={"pretrain": pre_cfg.pretrain.model_copy(update={"shuffle_text": True})}
             )
         pre_dir = work_dir(pre_cfg, "pretrain", prompts, sections=PRETRAIN_SECTIONS)
         pretrained[kind] = pretrain(pre_cfg, prompts.features_dir, pre_dir)
@@ -308,7 +309,7 @@ def flip_variants(
             )
             out.metrics.setdefault(arm_name, {})[seed] = tuned.metrics
     train_rows = pq.read_metadata(prompts.features_dir / "train.parquet").num_rows
-    cap = config.pretrain.max_rows
+    cap = _with(config, config.benchmark.pretrain).pretrain.max_rows
     layers = None
     if "flip" in pretrained or "control" in pretrained:
         saved = read_config(next(iter(pretrained.values())).model_dir)

@@ -158,6 +158,7 @@ def test_benchmark_flow_writes_the_evidence_of_every_arm(tmp_path: Path, tiny_pl
     assert evidence["device"].startswith("cpu")
     text = results.read_text(encoding="utf-8")
     assert text.startswith("# Results\n\nProse.\n")
+    assert BEGIN not in text  # arms alone leave the ID-model table alone
     block = text.split(EV_BEGIN, 1)[1].split(EV_END, 1)[0]
     assert block.strip() == render_evidence(evidence).strip()
     assert "--variants flip_id,control,scratch,flip,plm_only,id_only" in block
