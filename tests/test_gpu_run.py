@@ -115,3 +115,11 @@ def test_gpu_run_dry_run_on_cpu(packed: tuple[Path, Path], tmp_path: Path) -> No
     assert len(flip["fusion_trajectory"]) == 4 and 0 < flip["fusion_a"] < 1
     assert len(result["test_labels"]) == len(result["test_users"]) == 300
     assert {k for k in result["pretrain_logs"]["flip"][0]} >= {"mlm", "mtm", "icl", "loss"}
+
+    report = _module("gpu_report")
+    evidence = report.gpu_evidence(result, draws=20)
+    for key in ("flip_id_minus_scratch", "flip_id_minus_control", "flip_minus_plm_only"):
+        assert evidence[key]["low"] <= evidence[key]["high"]
+    assert evidence["arms"]["flip_id"]["seeds"] == [0, 1]
+    markdown = report.render(evidence, "python benchmarks/gpu_report.py x.json")
+    assert "| flip_id_minus_control |" in markdown
