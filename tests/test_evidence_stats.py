@@ -70,3 +70,28 @@ def test_slices_identical_models_and_degenerate_slices() -> None:
     assert tail is not None and tail.rows == int((np.arange(2400) % 100 < 50).sum())
     one_class = ScoredRows(np.ones(4), np.arange(4), {"overall": np.ones(4, bool)})
     assert seed_mean_difference(one_class, [np.arange(4.0)], [np.arange(4.0)]) is None
+
+
+def test_targets_and_rendering_follow_the_figures() -> None:
+    from flows.evidence import render_evidence, targets
+
+    d = {"mean": 0.003, "low": 0.001, "high": 0.005, "share_le_0": 0.0}
+    evidence = {
+        "dcnv2_test_auc": 0.7754,
+        "dcnv2_test_auc_seeds": [0.7761, 0.7741, 0.7761],
+        "flip_id_minus_scratch": d,
+        "flip_id_minus_control": {**d, "low": -0.001},
+        "flip_minus_plm_only": None,
+        "slices": {"flip_id_minus_scratch": {"overall": d}},
+        "arms": {},
+    }
+    got = targets(evidence)
+    assert got["dcnv2_test_auc >= 0.7755"] is False
+    assert got["flip_id - scratch >= +0.002, interval above 0"] is True
+    assert got["flip_id - control: interval above 0"] is False
+    assert got["flip - plm_only: interval above 0"] is None
+    evidence["targets"] = got
+    text = render_evidence(evidence)
+    assert "| flip_id_minus_scratch | +0.0030 [+0.0010, +0.0050] |" in text
+    assert "| flip_minus_plm_only | not run |" in text
+    assert "**not met**" in text and "not measured" in text
