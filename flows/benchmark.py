@@ -14,6 +14,7 @@ and renders them between `<!-- evidence:begin -->` and `<!-- evidence:end -->`.
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 import time
 from collections.abc import Sequence
@@ -335,15 +336,16 @@ def benchmark_command(
     overrides: Sequence[str] | None,
     variants: Sequence[str] | None = None,
 ) -> str:
-    """The `flip benchmark` command line that reproduces a run."""
+    """The `flip benchmark` command line that reproduces a run (shell-quoted)."""
+    q = shlex.quote
     parts = ["flip benchmark"]
     if config_file is not None:
-        parts.append(f"--config {config_file}")
+        parts.append(f"--config {q(str(config_file))}")
     if raw_dir is not None:
-        parts.append(f"--raw-dir {raw_dir}")
-    parts += [f"--protocol {protocol}", f"--models {','.join(models)}"]
+        parts.append(f"--raw-dir {q(str(raw_dir))}")
+    parts += [f"--protocol {q(protocol)}", f"--models {q(','.join(models))}"]
     parts.append(f"--seeds {','.join(str(s) for s in seeds)}")
     if variants:
-        parts.append(f"--variants {','.join(variants)}")
-    parts += [f"--set {o}" for o in overrides or []]
+        parts.append(f"--variants {q(','.join(variants))}")
+    parts += [f"--set {q(o)}" for o in overrides or []]
     return " ".join(parts)
