@@ -187,6 +187,8 @@ def git_commit(root: Path) -> str | None:
 def _pm(stats: Mapping[str, float] | None) -> str:
     if not stats:
         return "-"
+    if stats.get("n", 2) < 2:  # one seed: no spread to show
+        return f"{stats['mean']:.4f} (1 seed)"
     return f"{stats['mean']:.4f} ± {stats['std']:.4f}"
 
 
