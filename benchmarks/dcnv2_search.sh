@@ -26,3 +26,16 @@ done
 for s in 1 2; do
   run h400x3-d0.1-mc1-s$s "$F1" --seed $s --set id_model.dropout=0.1
 done
+# longer training, since the chosen runs were still improving at their last step (valid decides)
+run h400x3-d0.1-e10-mc2 "$F2" --seed 0 --set id_model.dropout=0.1 --set training.epochs=10
+if python - "$RUNS" <<'PY'
+import json, sys
+runs = sys.argv[1]
+auc = lambda n: json.load(open(f"{runs}/{n}/metrics.json"))["valid"]["valid_auc"]
+sys.exit(0 if auc("h400x3-d0.1-e10-mc2") > auc("h400x3-d0.1-wd-mc2") else 1)
+PY
+then
+  for s in 1 2; do
+    run h400x3-d0.1-e10-mc2-s$s "$F2" --seed $s --set id_model.dropout=0.1 --set training.epochs=10
+  done
+fi
