@@ -1,11 +1,12 @@
 """Benchmark: raw files -> validated Parquet lake, ours vs pandas + pandera, plus a 10M-row run.
 
-Ours: `flip_core.lake.ingest_raw_dir` (Arrow parse of clean files, else numpy line split and
-DuckDB SQL parse/dedup; pandera checks; DuckDB COPY to Parquet) into a fresh lake. Baseline,
-same run, same files: pandas `read_csv(sep='::', engine='python')` per file, then the same
-pandera models lazily (ratings also checked against the known users and movies), then
-`to_parquet` of the valid rows.
-Rows/s counts every data row of users, movies and ratings, from the raw files to the lake.
+Ours: `flip_core.lake.ingest_dataset` on the ml-1m dataset spec (`configs/datasets/ml-1m.yaml`:
+fast path for clean files of simple shape, else numpy line split and DuckDB SQL parse/dedup;
+pandera checks; foreign keys; DuckDB COPY to Parquet) into a fresh lake. Baseline, same run,
+same files, same spec: pandas `read_csv(sep=<delimiter>, engine='python')` per file, then the
+same pandera schemas lazily (the events also checked against the valid keys of the joined
+tables), then `to_parquet` of the valid rows.
+Rows/s counts every data row of every table, from the raw files to the lake.
 Both sides run `--repeats` times, alternating, each into a fresh folder, after one untimed warm-up
 run each; the best time of each side is reported (the machine may be shared). Ours reuses the
 process's DuckDB database, which the warm-up opened; each repeat also times an ingest that first
@@ -18,12 +19,12 @@ The 10M-row synthetic ratings file (plus 6,040 users, 3,952 movies) is ingested 
 process, whose peak RSS comes from `os.wait4`. The pandas baseline on it is optional
 (`--baseline-10m`; about 3 minutes on 2 cores).
 
-`--components` also times, each alone, the steps any ingest of the ml-1m files must take (read,
-inflate and parse the ratings; open DuckDB; pandera on every table; the ratings `COPY`), and
+`--components` also times, each alone, the steps any ingest of the files must take (read,
+inflate and parse the events; open DuckDB; pandera on every table; the events' `COPY`), and
 prints the ratio to pandas they would allow if nothing else ran and they were spread perfectly
 over the cores: a ceiling for this machine, not a target.
 
-Run: `flock /tmp/flip-heavy.lock .venv/bin/python benchmarks/ingest.py` (synthetic data stands in
+Run: `.venv/bin/python benchmarks/ingest.py` (synthetic data stands in
 when ../shared/data/ml-1m is absent). Last line: one JSON object.
 """
 
@@ -42,22 +43,26 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pandera
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flip_core.config import DuckDBConfig, IngestConfig
 from flip_core.data.synth import write_synthetic_movielens
-from flip_core.lake import MoviesModel, UsersModel, ingest_raw_dir
+from flip_core.lake import ingest_dataset
 from flip_core.lake.duck import close_shared_database, open_session
-from flip_core.lake.ingest import _FAST_TYPES, ENCODING, _copy_rows, find_sources
-from flip_core.lake.lines import LineStats, TypedBatch, iter_batches, parse_int_lines
+from flip_core.lake.ingest import fast_parser, find_sources
+from flip_core.lake.lines import LineStats, TypedBatch, iter_batches
 from flip_core.lake.manifest import lake_dir
-from flip_core.lake.schemas import TABLES, failure_reasons, ratings_schema
+from flip_core.lake.spec_schema import failure_reasons, spec_schema
+from flip_core.spec import DatasetSpec, TableSpec, load_dataset_spec
+from flip_core.sql import load_sql
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RAW = REPO.parent / "shared" / "data" / "ml-1m"
+SPEC = REPO / "configs" / "datasets" / "ml-1m.yaml"
 GIB = 1 << 30
-_TEXT = {"gender", "zip", "title", "genres"}
+_PANDAS_TYPES = {"int32": "int32", "int64": "int64", "float64": "float64", "string": "object"}
 
 
 def ours(
@@ -69,10 +74,11 @@ def ours(
     first ingest has none to close), so that the ingest opens a new one, on a cold allocator.
     """
     config = IngestConfig(duckdb=DuckDBConfig(threads=threads))
+    spec = load_dataset_spec(SPEC)
     if new_database:
         close_shared_database()
     start, cpu = time.perf_counter(), time.process_time()
-    result = ingest_raw_dir(raw, work / "ours", config)
+    result = ingest_dataset(raw, work / "ours", spec, config)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return sum(s.rows_seen for s in result.sources), seconds, cpu
 
@@ -80,43 +86,47 @@ def ours(
 def baseline(raw: Path, work: Path) -> tuple[int, float, float]:
     """pandas python-engine read + the same pandera validation + Parquet; (rows, s, CPU s)."""
     start, cpu = time.perf_counter(), time.process_time()
+    spec = load_dataset_spec(SPEC)
     out = work / "baseline"
     out.mkdir(parents=True, exist_ok=True)
-    frames: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
-    for table, path in find_sources(raw):
+    frames: dict[str, list[pd.DataFrame]] = {t.name: [] for t in spec.tables}
+    for table, path in find_sources(raw, spec):
         frame = pd.read_csv(
             path,
-            sep="::",
+            sep=table.delimiter,
             engine="python",
             header=None,
-            names=list(TABLES[table].fields),
-            dtype={f: str for f in TABLES[table].fields if f in _TEXT},
-            encoding="latin-1",
+            names=table.column_names,
+            dtype={c.name: str for c in table.columns if c.type == "string"},
+            encoding=table.encoding,
         )
-        frames[table].append(frame)
+        frames[table.name].append(frame)
     rows = 0
     valid: dict[str, pd.DataFrame] = {}
-    for table, model in (("users", UsersModel), ("movies", MoviesModel)):
-        frame = _typed(pd.concat(frames[table], ignore_index=True), table)
+    for table in spec.ingest_order:
+        frame = pd.concat(frames[table.name], ignore_index=True)
+        frame = frame.astype({c.name: _PANDAS_TYPES[c.type] for c in table.columns})
         rows += len(frame)
-        valid[table] = frame.drop(index=list(failure_reasons(model.to_schema(), frame)))
-    ratings = _typed(pd.concat(frames["ratings"], ignore_index=True), "ratings")
-    rows += len(ratings)
-    schema = ratings_schema(
-        valid["users"]["user_id"].to_numpy(), valid["movies"]["movie_id"].to_numpy()
-    )
-    valid["ratings"] = ratings.drop(index=list(failure_reasons(schema, ratings)))
-    for table, frame in valid.items():
-        frame.to_parquet(out / f"{table}.parquet")
+        schema = _with_known_keys(spec, table, valid)
+        valid[table.name] = frame.drop(index=list(failure_reasons(schema, frame)))
+    for name, frame in valid.items():
+        frame.to_parquet(out / f"{name}.parquet")
     return rows, time.perf_counter() - start, time.process_time() - cpu
 
 
-def _typed(frame: pd.DataFrame, table: str) -> pd.DataFrame:
-    ints = {"user_id", "movie_id", "rating", "age", "occupation"}
-    types = {
-        c: ("int64" if c == "timestamp" else "int32") for c in frame if c in ints | {"timestamp"}
-    }
-    return frame.astype(types)
+def _with_known_keys(
+    spec: DatasetSpec, table: TableSpec, valid: dict[str, pd.DataFrame]
+) -> pandera.DataFrameSchema:
+    """The table's spec schema plus an `isin` check per single-column join on the valid keys."""
+    schema = spec_schema(table, key_checked=False)
+    if table.name != spec.events:
+        return schema
+    updates: dict[str, Any] = {}
+    for join in spec.joins:
+        (key,) = join.key
+        known = valid[join.table][key].to_numpy()
+        updates[key] = {"checks": [*schema.columns[key].checks, pandera.Check.isin(known)]}
+    return schema.update_columns(updates)
 
 
 def synthetic_10m(folder: Path, rows: int) -> Path:
@@ -173,11 +183,13 @@ def best_of(call: Callable[[], Any], repeats: int) -> tuple[Any, float, float]:
 
 def components(raw: Path, lake: Path, threads: int, repeats: int) -> dict[str, tuple[float, float]]:
     """Wall and CPU seconds of the steps every ingest of `raw` must take, each run alone (best
-    of `repeats`): reading + parsing the ratings, opening DuckDB, pandera on every table, and
-    the ratings `COPY`. `lake` is a lake of `raw` already ingested (its users and movies)."""
+    of `repeats`): reading + parsing the events, opening DuckDB, pandera on every table, and
+    the events' `COPY`. `lake` is a lake of `raw` already ingested (its dimension tables)."""
     config = IngestConfig(duckdb=DuckDBConfig(threads=threads))
-    path = next(p for t, p in find_sources(raw) if t == "ratings")
-    types = _FAST_TYPES["ratings"]  # the column types the ingest's fast path parses
+    spec = load_dataset_spec(SPEC)
+    events = spec.table(spec.events)
+    path = next(p for t, p in find_sources(raw, spec) if t.name == spec.events)
+    parser = fast_parser(events, config.max_line_bytes)  # the ingest's own fast parse
     costs: dict[str, tuple[float, float]] = {}
 
     def measure(name: str, call: Callable[[], Any]) -> Any:
@@ -185,41 +197,43 @@ def components(raw: Path, lake: Path, threads: int, repeats: int) -> dict[str, t
         costs[name] = (wall, cpu)
         return result
 
-    def fast(data: bytes, first: int) -> pa.Table | None:
-        return parse_int_lines(data, first, types, config.max_line_bytes)
-
     def parse() -> pa.Table:
         chunk, stats = config.chunk_mib << 20, LineStats()
-        batches = iter_batches(path, ENCODING, chunk, config.max_line_bytes, stats, fast)
+        batches = iter_batches(path, events.encoding, chunk, config.max_line_bytes, stats, parser)
         return pa.concat_tables([b.table for b in batches if isinstance(b, TypedBatch)])
 
-    ratings = measure("ratings: read, inflate, parse", parse).select(list(TABLES["ratings"].fields))
-    dims = {t: pq.read_table(lake / t).select(list(TABLES[t].fields)) for t in ("users", "movies")}
-    users, movies = dims["users"]["user_id"].to_numpy(), dims["movies"]["movie_id"].to_numpy()
-    schema = ratings_schema(users, movies, key_checked=True)
-    measure("ratings: pandera", lambda: failure_reasons(schema, ratings.to_pandas()))
-    models = {"users": UsersModel, "movies": MoviesModel}
+    parsed = measure(f"{events.name}: read, inflate, parse", parse)
+    rows = parsed.select(events.column_names)
+    schema = spec_schema(events)
+    measure(f"{events.name}: pandera", lambda: failure_reasons(schema, rows.to_pandas()))
+    dims = [spec.table(j.table) for j in spec.joins]
+    frames = {t.name: pq.read_table(lake / t.name).select(t.column_names) for t in dims}
     measure(
-        "users + movies: pandera",
-        lambda: [failure_reasons(models[t].to_schema(), dims[t].to_pandas()) for t in models],
+        "dimension tables: pandera",
+        lambda: [failure_reasons(spec_schema(t), frames[t.name].to_pandas()) for t in dims],
     )
     measure("DuckDB session", lambda: open_session(config.duckdb).close())
     with open_session(config.duckdb) as con:
-        con.register("clean", ratings.append_column("line_number", pa.array(range(len(ratings)))))
+        con.register("clean", parsed)
         target = lake.parent / "components.parquet"
-        measure(
-            "ratings: COPY to Parquet",  # the ingest's own COPY call (the ENUM type, the statement)
-            lambda: _copy_rows(con, "write_clean_ratings", "ratings", path, target),
-        )
+        params = {"path": str(target), "source": path.name, "columns": events.column_names}
+
+        def copy() -> None:  # the ingest's own COPY (the ENUM type, the statement)
+            con.execute(load_sql("ingest/source_type"), {"source": path.name})
+            con.execute(load_sql("ingest/write_clean"), params)
+
+        measure(f"{events.name}: COPY to Parquet", copy)
     return costs
 
 
 def warm_up() -> None:
     """Import and register pandera's pandas backend once, outside every timed section."""
-    frame = pd.DataFrame({c: pd.Series([1], dtype="int32") for c in ("user_id", "movie_id")})
-    frame["rating"] = pd.Series([3], dtype="int32")
-    frame["timestamp"] = pd.Series([0], dtype="int64")
-    failure_reasons(ratings_schema([1], [1]), frame)
+    spec = load_dataset_spec(SPEC)
+    events = spec.table(spec.events)
+    frame = pd.DataFrame(
+        {c.name: pd.Series([1], dtype=_PANDAS_TYPES[c.type]) for c in events.columns}
+    )
+    failure_reasons(spec_schema(events), frame)
 
 
 def main() -> None:
@@ -283,7 +297,7 @@ def main() -> None:
             f"{base_seconds / new_seconds:.1f}x pandas"
         )
         if args.components:
-            lake = lake_dir(work / "a0" / "ours", IngestConfig().dataset)
+            lake = lake_dir(work / "a0" / "ours", load_dataset_spec(SPEC).name)
             costs = components(raw, lake, args.threads, args.repeats)
             for name, (wall, cpu_s) in costs.items():
                 print(f"  {name:32s} wall {wall * 1e3:6.1f} ms  cpu {cpu_s * 1e3:6.1f} ms")

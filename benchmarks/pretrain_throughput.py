@@ -40,15 +40,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from transformers import BertConfig, PreTrainedTokenizerBase
 
-from flip_core.config import FlipConfig, IDModelConfig, load_config
-from flip_core.data.collate import FlipCollate
-from flip_core.data.dataset import FIELDS, FeatureDataset
+from flip_core.config import MASK_RATIO, FlipConfig, IDModelConfig, load_config
+from flip_core.data.collate import IGNORE_INDEX, FlipCollate
+from flip_core.data.dataset import FeatureDataset
 from flip_core.data.loaders import load_feature_map
 from flip_core.models.flip import FlipForPretraining, FlipModelConfig, make_masks_disjoint
-from flip_core.models.heads import IGNORE_INDEX, HeadResult, MLMHead
+from flip_core.models.heads import HeadResult, MLMHead
 from flip_core.models.plm import PLMEncoder, load_tokenizer
+from flip_core.spec import load_dataset_spec, resolve_spec_path
 
 NAIVE_LENGTH = 100
+
+# The ml-1m spec's fields: this benchmark runs on MovieLens-shaped features.
+FIELDS = load_dataset_spec(resolve_spec_path("configs/datasets/ml-1m.yaml")).field_names
 
 
 # ---------------------------------------------------------------- naive baseline pieces
@@ -98,7 +102,7 @@ class NaiveTextDataset(Dataset[dict[str, Any]]):
 class NaiveCollate:
     """Stacks fixed-length rows and draws the same kind of whole-field masks as FlipCollate."""
 
-    def __init__(self, mask_token_id: int, ratio: float = 0.15, seed: int = 0) -> None:
+    def __init__(self, mask_token_id: int, ratio: float = MASK_RATIO, seed: int = 0) -> None:
         self.mask_token_id = mask_token_id
         self.ratio = ratio
         self.rng = np.random.default_rng(seed)
@@ -250,14 +254,14 @@ def _forever(loader: DataLoader[Any]) -> Iterator[dict[str, torch.Tensor]]:
 
 def synthetic_features(tmp: Path, plm_name: str) -> Path:
     """Build a small synthetic feature folder with the PLM's tokenizer."""
-    from flip_core.data.build import build_splits_from_config, render_from_config
+    from flip_core.data.build import build_splits_from_config, dataset_spec, render_from_config
     from flip_core.data.synth import write_synthetic_movielens
-    from flip_core.lake import ingest_raw_dir
+    from flip_core.lake import ingest_dataset
 
     raw = tmp / "raw"
     write_synthetic_movielens(raw, users=100, movies=200, ratings_per_user=30, seed=0)
     cfg: FlipConfig = load_config(None, [f"paths.data_root={tmp}", f"plm.name={plm_name}"])
-    lake = ingest_raw_dir(raw, tmp).lake_dir
+    lake = ingest_dataset(raw, tmp, dataset_spec(cfg)).lake_dir
     splits = build_splits_from_config(cfg, lake)
     return render_from_config(cfg, splits.splits_dir).features_dir
 

@@ -7,7 +7,7 @@ timed on the first `--baseline-rows` rows and reported as rows/s. Both are in me
 split tables to token ids + spans. Then the full prompt stage (`render_features`: read splits,
 render, tokenize, write Parquet + manifest) runs twice; the second run hits the cache.
 
-Run: `flock /tmp/flip-heavy.lock .venv/bin/python benchmarks/render.py` (add --raw-dir DIR for
+Run: `.venv/bin/python benchmarks/render.py` (add --raw-dir DIR for
 other data; synthetic data when ../shared/data/ml-1m is absent). Last line: one JSON object.
 """
 
@@ -25,24 +25,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flip_core.data.features import build_splits
-from flip_core.data.prompts import PromptTemplate, readable_value
-from flip_core.data.protocols import FIELDS, SPLITS, get_protocol
+from flip_core.data.fields import readable_value
+from flip_core.data.prompts import PromptTemplate
 from flip_core.data.render import prompts_key, render_features
 from flip_core.data.synth import write_synthetic_movielens
 from flip_core.data.tokenization import FieldTokenizer, _value_token_span, render_and_tokenize
-from flip_core.lake import ingest_raw_dir
+from flip_core.lake import ingest_dataset
+from flip_core.spec import SPLITS, FieldSpec, load_dataset_spec
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RAW = REPO.parent / "shared" / "data" / "ml-1m"
 
 
-def naive_rows(table: pa.Table, template: PromptTemplate, tokenizer: Any) -> list[list[int]]:
+def naive_rows(
+    table: pa.Table, fields: list[FieldSpec], template: PromptTemplate, tokenizer: Any
+) -> list[list[int]]:
     """Per-row baseline: render the text, call the tokenizer, map value chars to tokens."""
-    columns = {f: table[f"{f}_raw"].to_pylist() for f in FIELDS}
+    names = [f.name for f in fields]
+    columns = {f.name: table[f"{f.name}_raw"].to_pylist() for f in fields}
     out = []
     for i in range(table.num_rows):
-        values = {f: readable_value(f, columns[f][i]) for f in FIELDS}
-        text, char_spans = template.render(values)
+        values = {f.name: readable_value(f, columns[f.name][i]) for f in fields}
+        text, char_spans = template.render(values, names)
         enc = tokenizer(text, return_offsets_mapping=True, truncation=True, max_length=128)
         offsets = enc["offset_mapping"]
         _spans = [_value_token_span(offsets, a, b) for a, b in char_spans]
@@ -62,36 +66,38 @@ def main() -> None:
         raw = work / "raw"
         write_synthetic_movielens(raw, users=3000, movies=3000, ratings_per_user=160, seed=0)
         print(f"{args.raw_dir} not found: using synthetic data in {raw}")
-    lake = ingest_raw_dir(raw, work / "data").lake_dir
-    splits = build_splits(lake, work / "features", get_protocol("ml1m-time-811"))
+    spec = load_dataset_spec(REPO / "configs" / "datasets" / "ml-1m.yaml")
+    lake = ingest_dataset(raw, work / "data", spec).lake_dir
+    splits = build_splits(lake, work / "features", spec, spec.protocol("ml1m-time-811"))
     from flip_core.data.tokenization import load_tokenizer
 
     tokenizer = load_tokenizer("minilm-l6")
     ftok = FieldTokenizer(tokenizer)
-    template = PromptTemplate()
+    fields = list(spec.fields)
+    template = PromptTemplate.for_fields(spec.prompt, fields)
     tables = [pq.read_table(splits.splits_dir / "splits" / f"{s}.parquet") for s in SPLITS]
     table = pa.concat_tables(tables)
     n = table.num_rows
 
     start = time.perf_counter()
     rows = render_and_tokenize(
-        {f: table[f"{f}_raw"] for f in FIELDS}, FIELDS, template, ftok, max_length=128
+        {f.name: table[f"{f.name}_raw"] for f in fields}, fields, template, ftok, max_length=128
     )
     ours_s = time.perf_counter() - start
 
     sample = table.slice(0, min(args.baseline_rows, n))
     start = time.perf_counter()
-    baseline_ids = naive_rows(sample, template, tokenizer)
+    baseline_ids = naive_rows(sample, fields, template, tokenizer)
     base_s = time.perf_counter() - start
     same = baseline_ids == rows.input_ids.slice(0, sample.num_rows).to_pylist()
 
     key = prompts_key(splits.splits_hash, template, ftok.hash, 128)
     shutil.rmtree(splits.splits_dir / "prompts" / key[:16], ignore_errors=True)
     start = time.perf_counter()
-    first = render_features(splits.splits_dir, template, ftok, 128)
+    first = render_features(splits.splits_dir, ftok, 128)
     first_s = time.perf_counter() - start
     start = time.perf_counter()
-    again = render_features(splits.splits_dir, template, ftok, 128)
+    again = render_features(splits.splits_dir, ftok, 128)
     cached_s = time.perf_counter() - start
     assert not first.cached and again.cached
 

@@ -6,9 +6,9 @@ writes N raw rows (5% with unseen user/movie ids) and scores them with `tasks.sc
 (the code behind `flip score`) in a fresh process per size, so each size's peak RSS is its own.
 rows/s counts read + encode + predict + write, after the model is loaded (load time is reported
 apart); peak RSS is the child's VmHWM (the whole process: Python, torch, MLflow, the model).
-Run it under the heavy-job lock:
+Run it:
 
-    flock /tmp/flip-heavy.lock .venv/bin/python benchmarks/score.py
+    .venv/bin/python benchmarks/score.py
 
 The last line is one JSON object: benchmark, rows_per_s, peak_rss_gib (+ details).
 """
@@ -34,7 +34,6 @@ sys.path.insert(0, str(REPO_ROOT))
 from flip_core.config import IDModelConfig  # noqa: E402
 from flip_core.data.feature_map import FeatureMap, FieldVocab  # noqa: E402
 from flip_core.data.synth import write_synthetic_movielens  # noqa: E402
-from flip_core.scoring import RAW_FIELDS  # noqa: E402
 
 UNSEEN_SHARE = 0.05
 
@@ -54,6 +53,11 @@ def read_tables(raw: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     return users, movies, ratings
 
 
+# The ml-1m spec's fields (configs/datasets/ml-1m.yaml), all categorical, one column each.
+RAW_COLUMNS = ("user_id", "gender", "age", "occupation", "zip", "movie_id", "title", "genres")
+_COLUMN_TYPES = {"user_id": "int64", "age": "int64", "occupation": "int64", "movie_id": "int64"}
+
+
 def build_model(work: Path) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     """Save a FLIP_ID model + feature map and its raw-row pyfunc; return pyfunc dir and tables."""
     from flip_core.models.flip import FlipForCTR, FlipModelConfig
@@ -67,9 +71,11 @@ def build_model(work: Path) -> tuple[Path, pd.DataFrame, pd.DataFrame]:
     fmap = FeatureMap(
         [
             FieldVocab(n, list(vc.index), [int(c) for c in vc.values])
-            for n in RAW_FIELDS
+            for n in RAW_COLUMNS
             for vc in [train[n].astype(str).value_counts()]
-        ]
+        ],
+        dataset="synth-ml-1m",
+        columns={n: _COLUMN_TYPES.get(n, "string") for n in RAW_COLUMNS},
     )
     config = FlipModelConfig(
         kind="ctr",
@@ -93,7 +99,7 @@ def write_rows(path: Path, n: int, users: pd.DataFrame, movies: pd.DataFrame) ->
         size = min(100_000, n - start)
         u = users.iloc[rng.integers(0, len(users), size)].reset_index(drop=True)
         m = movies.iloc[rng.integers(0, len(movies), size)].reset_index(drop=True)
-        chunk = pd.concat([u, m], axis=1)[list(RAW_FIELDS)]
+        chunk = pd.concat([u, m], axis=1)[list(RAW_COLUMNS)]
         unseen = rng.random(size) < UNSEEN_SHARE
         chunk.loc[unseen, "user_id"] = 100_000 + np.arange(unseen.sum())
         chunk.loc[unseen, "movie_id"] = 100_000 + np.arange(unseen.sum())

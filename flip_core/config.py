@@ -10,10 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -26,6 +33,19 @@ _DUCKDB_MEMORY = re.compile(
 )
 
 
+MASK_RATIO = 0.15  # default share of a row's fields that MLM, and MTM, mask in pretraining
+
+
+def check_mask_ratio(ratio: float) -> float:
+    """`ratio` if it is a share in (0, 1] (at least one field is masked per row anyway)."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"a mask ratio must be in (0, 1], got {ratio}")
+    return ratio
+
+
+MaskRatio = Annotated[float, AfterValidator(check_mask_ratio)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -34,9 +54,14 @@ class PathsConfig(_Section):
     """Where the pipeline reads and writes."""
 
     data_root: Path = Path("data")
+    dataset: Path = Field(
+        default=Path("configs/datasets/ml-1m.yaml"),
+        description="Dataset spec YAML (tables, joins, label, fields, prompt, protocols); a "
+        "relative path is looked up in the working folder, then in the project folder.",
+    )
     raw_dir: Path | None = Field(
         default=None,
-        description="Folder of raw MovieLens-style files; None generates synthetic data.",
+        description="Folder of raw files the dataset spec reads; None generates synthetic data.",
     )
 
 
@@ -70,7 +95,6 @@ class DuckDBConfig(_Section):
 class IngestConfig(_Section):
     """Raw log ingestion and validation."""
 
-    dataset: str = "ml1m"
     max_bad_share: float = Field(
         default=0.01, ge=0.0, le=1.0, description="Fail the ingest above this quarantined share."
     )
@@ -85,10 +109,10 @@ class IngestConfig(_Section):
         pattern=r"^\d{4}-\d{2}-\d{2}$",
         description="Lake partition for this run (YYYY-MM-DD); None means today (UTC).",
     )
-    spec: Path | None = Field(
-        default=None,
-        description="Dataset spec YAML for a non-MovieLens click log (CSV/Parquet); its `name` "
-        "is the lake dataset. None reads MovieLens .dat files.",
+    fast_path: bool = Field(
+        default=True,
+        description="Type clean files of simple shape in one go; false: every file line by line "
+        "(the same result, slower; for checks).",
     )
     duckdb: DuckDBConfig = DuckDBConfig()
 
@@ -96,15 +120,11 @@ class IngestConfig(_Section):
 class FeaturesConfig(_Section):
     """Protocol, vocabularies and prompt rendering."""
 
-    protocol: str = Field(
-        default="ml1m-time-811",
-        description="ml1m-time-811 | ml1m-random-811 | ml1m-ref-9010 (leaky: no valid split).",
+    protocol: str | None = Field(
+        default=None,
+        description="A protocol of the dataset spec (e.g. ml1m-time-811); None: its first.",
     )
     min_count: int = Field(default=1, ge=1)
-    template: str = Field(
-        default="{field} is {value}.", description="Per-field sentence; {value} once, {field}."
-    )
-    separator: str = Field(default=" ", description="Joins the field sentences of a row.")
     max_length: int = Field(default=128, ge=8)
     verify_rows: int = Field(
         default=512, ge=0, description="Rows per split re-tokenized whole to check the assembly."
@@ -182,8 +202,8 @@ class PretrainConfig(_Section):
     mlm_weight: float = Field(default=1.0, ge=0.0)
     mtm_weight: float = Field(default=1.0, ge=0.0)
     icl_weight: float = Field(default=1.0, ge=0.0)
-    mlm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
-    mtm_field_ratio: float = Field(default=0.15, gt=0.0, le=1.0)
+    mlm_field_ratio: MaskRatio = MASK_RATIO
+    mtm_field_ratio: MaskRatio = MASK_RATIO
     max_rows: int | None = Field(default=None, ge=1, description="Cap on the train rows.")
     max_valid_rows: int | None = Field(
         default=None, ge=1, description="Cap on the valid rows pretraining evaluates (speed)."

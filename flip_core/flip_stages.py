@@ -425,8 +425,9 @@ def add_row_keys(
 
 
 def _user_column(features_dir: Path) -> int | None:
-    names = load_feature_map(features_dir).field_names
-    return names.index("user_id") if "user_id" in names else None
+    feature_map = load_feature_map(features_dir)
+    user = feature_map.role_field("user")
+    return None if user is None else feature_map.field_names.index(user)
 
 
 def _check_tokenizer(features_dir: Path, tokenizer: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -18,6 +18,9 @@ class ModelCardInfo:
     metrics: Mapping[str, float]
     settings: Mapping[str, object] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    dataset: str = "unknown dataset"
+    inputs: Sequence[str] = ()
+    label: str = "the dataset spec's label rule"
 
 
 def render_model_card(info: ModelCardInfo) -> str:
@@ -25,12 +28,13 @@ def render_model_card(info: ModelCardInfo) -> str:
     lines = [
         f"# Model card: {info.name} ({info.variant})",
         "",
-        "Predicts the probability that a user clicks (rates >= 4) a movie, from one raw log row: "
-        "user id, gender, age, occupation, zip, movie id, title, genres. Values never seen in "
-        "training map to an out-of-vocabulary id.",
+        f"Predicts the click probability (label: {info.label}) of one raw log row of dataset "
+        f"`{info.dataset}`, from its columns: {', '.join(info.inputs) or 'see the signature'}. "
+        "Values never seen in training map to an out-of-vocabulary id.",
         "",
         "## Data",
-        f"- protocol: `{info.protocol}` (time-ordered split; selected on valid, test reported)",
+        f"- dataset: `{info.dataset}`",
+        f"- protocol: `{info.protocol}` (selected on valid, test reported)",
         f"- data hash: `{info.data_hash}`",
         f"- code version: `{info.code_version}`",
         "",
@@ -44,8 +48,8 @@ def render_model_card(info: ModelCardInfo) -> str:
     lines += [
         "",
         "## Limitations",
-        "- Trained on MovieLens-style logs; other domains need retraining.",
-        "- Users or movies unseen in training rely on their side features only (cold start).",
+        f"- Trained on `{info.dataset}` only; other logs need their own spec and training.",
+        "- Users or items unseen in training rely on their side features only (cold start).",
         *[f"- {note}" for note in info.notes],
         "",
     ]

@@ -10,7 +10,7 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 @cache
 def load_sql(name: str) -> str:
-    """Text of `sql/<name>.sql`, e.g. `load_sql("ingest/ratings")`."""
+    """Text of `sql/<name>.sql`, e.g. `load_sql("ingest/counts")`."""
     path = SQL_DIR / f"{name}.sql"
     if not path.is_file():
         raise FileNotFoundError(f"no SQL statement {name!r} (looked for {path})")

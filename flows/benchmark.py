@@ -145,6 +145,7 @@ def benchmark(
     data_root: Path | None = None,
     raw_dir: Path | None = None,
     protocol: str | None = None,
+    dataset: Path | None = None,
     models: list[str] | None = None,
     seeds: list[int] | None = None,
     results_path: Path = Path("docs/results.md"),
@@ -157,8 +158,9 @@ def benchmark(
     Args:
         config_file: experiment YAML; its id_model/training sections are the shared settings.
         data_root: where the lake, features and models live (`paths.data_root`).
-        raw_dir: raw MovieLens-style folder; synthetic data when omitted.
-        protocol: the split protocol (`features.protocol`), e.g. ml1m-time-811.
+        raw_dir: folder of raw files the dataset spec reads; synthetic data when omitted.
+        protocol: a protocol of the dataset spec (`features.protocol`), e.g. ml1m-time-811.
+        dataset: dataset spec YAML (`paths.dataset`), e.g. configs/datasets/ml-1m.yaml.
         models: ID backbones to train from scratch (default: the configured one; [] for none).
         seeds: training seeds (default: 0, 1, 2).
         results_path: the Markdown file whose benchmark (and evidence) tables are rewritten.
@@ -173,7 +175,12 @@ def benchmark(
     config = flow_config(
         config_file,
         overrides,
-        **{"paths.data_root": data_root, "paths.raw_dir": raw_dir, "features.protocol": protocol},
+        **{
+            "paths.data_root": data_root,
+            "paths.raw_dir": raw_dir,
+            "paths.dataset": dataset,
+            "features.protocol": protocol,
+        },
     )
     models = models if models is not None else [config.id_model.backbone]
     seeds = seeds if seeds is not None else [0, 1, 2]

@@ -27,10 +27,13 @@ def benchmark_command(
         list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
     ] = None,
     raw_dir: Annotated[
-        Path | None, typer.Option(help="Raw MovieLens folder; synthetic data when omitted.")
+        Path | None, typer.Option(help="Folder of raw files the dataset spec reads.")
     ] = None,
     data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
     protocol: Annotated[str | None, typer.Option(help="Split protocol.")] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Dataset spec YAML (default: paths.dataset).")
+    ] = None,
     models: Annotated[
         str, typer.Option(help="Comma-separated ID backbones ('' for none).")
     ] = "dcnv2",
@@ -75,6 +78,7 @@ def benchmark_command(
         data_root=data_root,
         raw_dir=raw_dir,
         protocol=protocol,
+        dataset=dataset,
         models=model_list,
         seeds=seed_list,
         results_path=results,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from flip_core.data.synth_apps import write_synthetic_apps
 from rich.console import Console
 
 from flip_core.config import ConfigError, FlipConfig, load_config
@@ -66,18 +67,31 @@ def config_show(config: ConfigOption = None, set_: SetOption = None) -> None:
 
 @data_app.command("synth")
 def data_synth(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the .dat files to.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the files to.")],
+    schema: Annotated[
+        str,
+        typer.Option(
+            help="movielens (users/movies/ratings.dat; spec configs/datasets/synth-ml-1m.yaml) "
+            "or apps (users/apps/events.csv; spec configs/datasets/synth-apps.yaml)."
+        ),
+    ] = "movielens",
     users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 500,
-    movies: Annotated[int, typer.Option(min=1, help="Number of movies.")] = 400,
-    ratings_per_user: Annotated[int, typer.Option(min=1, help="Mean ratings per user.")] = 60,
+    items: Annotated[int, typer.Option(min=1, help="Number of movies or apps.")] = 400,
+    events_per_user: Annotated[
+        int, typer.Option(min=1, help="Mean ratings (or events) per user.")
+    ] = 60,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
-    """Write a synthetic MovieLens-1M-shaped dataset (users.dat, movies.dat, ratings.dat)."""
-    counts = write_synthetic_movielens(out, users, movies, ratings_per_user, seed)
-    console.print(
-        f"wrote {counts.users} users, {counts.movies} movies, {counts.ratings} ratings to {out}",
-        markup=False,
-    )
+    """Write a seeded synthetic click log of one of two shapes, with learnable signal."""
+    if schema == "movielens":
+        counts = write_synthetic_movielens(out, users, items, events_per_user, seed)
+        what = f"{counts.users} users, {counts.movies} movies, {counts.ratings} ratings"
+    elif schema == "apps":
+        apps = write_synthetic_apps(out, users, items, events_per_user, seed)
+        what = f"{apps.users} users, {apps.apps} apps, {apps.events} events"
+    else:
+        raise fail(f"--schema {schema!r}: expected movielens or apps", code=2)
+    console.print(f"wrote {what} to {out}", markup=False)
 
 
 @app.command("run")
@@ -85,8 +99,11 @@ def run_nightly(
     config: ConfigOption = None,
     set_: SetOption = None,
     data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Dataset spec YAML (default: paths.dataset).")
+    ] = None,
     raw_dir: Annotated[
-        Path | None, typer.Option(help="Raw MovieLens folder; synthetic data when omitted.")
+        Path | None, typer.Option(help="Folder of raw files the dataset spec reads.")
     ] = None,
 ) -> None:
     """Run the nightly retraining flow once, locally (a temporary Prefect server that dies with
@@ -97,7 +114,11 @@ def run_nightly(
     resolve_config(config, set_)  # fail fast, before Prefect starts
     with local_prefect_server():
         result = nightly_retrain(
-            config_file=config, data_root=data_root, raw_dir=raw_dir, overrides=set_
+            config_file=config,
+            dataset=dataset,
+            data_root=data_root,
+            raw_dir=raw_dir,
+            overrides=set_,
         )
     for key, value in result.items():
         console.print(f"{key}: {value}", markup=False, highlight=False)

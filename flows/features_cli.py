@@ -16,10 +16,11 @@ console = Console(soft_wrap=True)
 
 def _config(
     config: Path | None, overrides: list[str], data_root: Path | None, protocol: str | None,
-    plm: str | None,
+    plm: str | None, dataset: Path | None,
 ) -> FlipConfig:  # fmt: skip
     extra = list(overrides)
     for key, value in (
+        ("paths.dataset", dataset),
         ("paths.data_root", data_root),
         ("features.protocol", protocol),
         ("plm.name", plm),
@@ -33,6 +34,9 @@ def _config(
 
 
 def features_command(
+    dataset: Annotated[
+        Path | None, typer.Option(help="Dataset spec YAML (default: paths.dataset).")
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
@@ -40,7 +44,7 @@ def features_command(
     data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
     protocol: Annotated[
         str | None,
-        typer.Option(help="ml1m-time-811 | ml1m-random-811 | ml1m-ref-9010 (leaky)."),
+        typer.Option(help="A protocol of the dataset spec (default: its first)."),
     ] = None,
     lake: Annotated[
         Path | None, typer.Option(help="Lake folder; default <data_root>/lake/<dataset>.")
@@ -56,13 +60,11 @@ def features_command(
         manifest_lines,
         render_from_config,
     )
-    from flip_core.data.protocols import get_protocol
     from flip_core.data.render import read_manifest
 
-    cfg = _config(config, set_ or [], data_root, protocol, plm)
-    lake_dir = lake or default_lake_dir(cfg)
+    cfg = _config(config, set_ or [], data_root, protocol, plm, dataset)
     try:
-        get_protocol(cfg.features.protocol)
+        lake_dir = lake or default_lake_dir(cfg)
         splits = build_splits_from_config(cfg, lake_dir)
         built = render_from_config(cfg, splits.splits_dir)
     except (FileNotFoundError, ValueError, OSError) as exc:

@@ -9,40 +9,37 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from flows.params import flow_config
-from tasks.ingest import ingest_raw, spec_inbox, validate_lake
+from tasks.ingest import ingest_raw, validate_lake
 from tasks.raw_data import prepare_raw_data
 
 
 @flow(name="ingest", timeout_seconds=6 * 3600)
 def ingest_flow(
     config_file: Path | None = None,
-    dataset: str | None = None,
+    dataset: Path | None = None,
     data_root: Path | None = None,
     raw_dir: Path | None = None,
     overrides: list[str] | None = None,
-    spec: Path | None = None,
 ) -> dict[str, Any]:
     """Ingest the raw inbox into the lake, then validate the whole lake.
 
     Args:
         config_file: experiment YAML, e.g. configs/demo.yaml.
-        dataset: name of the dataset in the lake (`ingest.dataset`).
+        dataset: dataset spec YAML (`paths.dataset`), e.g. configs/datasets/ml-1m.yaml.
         data_root: where the lake lives (`paths.data_root`).
         raw_dir: the inbox of raw files; synthetic data when omitted (`paths.raw_dir`).
         overrides: further `section.key=value` overrides, applied before the parameters above.
-        spec: dataset spec YAML for a non-MovieLens click log (`ingest.spec`; needs `raw_dir`).
     """
     config = flow_config(
         config_file,
         overrides,
         **{
-            "ingest.dataset": dataset,
+            "paths.dataset": dataset,
             "paths.data_root": data_root,
             "paths.raw_dir": raw_dir,
-            "ingest.spec": spec,
         },
     )
-    raw = spec_inbox(config) if config.ingest.spec is not None else prepare_raw_data(config)
+    raw = prepare_raw_data(config)
     lake = ingest_raw(config, raw)
     validate_lake(config, lake)
     get_run_logger().info("Lake %s: %s rows", lake.lake_dir, lake.rows)

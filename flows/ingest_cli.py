@@ -23,78 +23,53 @@ def _config(config: Path | None, overrides: list[str], **named: object) -> FlipC
 
 
 def ingest_command(
-    raw_dir: Annotated[
+    dataset: Annotated[
         Path | None,
-        typer.Option(help="Folder of raw files (users.dat, movies.dat, ratings*.dat[.gz])."),
+        typer.Option(
+            help="Dataset spec YAML (default: paths.dataset, configs/datasets/ml-1m.yaml)."
+        ),
+    ] = None,
+    raw_dir: Annotated[
+        Path | None, typer.Option(help="Folder of raw files the dataset spec reads.")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
     ] = None,
     data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Override ingest.dataset.")] = None,
     ingest_date: Annotated[
         str | None, typer.Option(help="Lake partition YYYY-MM-DD (default: today, UTC).")
     ] = None,
     validate: Annotated[bool, typer.Option(help="Validate the whole lake after ingesting.")] = True,
-    spec: Annotated[
-        Path | None,
-        typer.Option(
-            help="Dataset spec YAML for another click log (CSV/Parquet); see configs/specs."
-        ),
-    ] = None,
 ) -> None:
-    """Ingest raw MovieLens-style files into the Parquet lake (idempotent); quarantine bad rows."""
-    from flip_core.lake import IngestError, ingest_raw_dir
-    from flip_core.lake.validate import LakeValidationError, validate_lake
+    """Ingest a dataset's raw files into the Parquet lake (idempotent); quarantine bad rows."""
+    from flip_core.data.build import dataset_spec
+    from flip_core.lake import (
+        IngestError,
+        LakeValidationError,
+        ingest_dataset,
+        validate_spec_lake,
+    )
+    from flip_core.spec import SpecError
 
     cfg = _config(
         config,
         set_ or [],
         **{
+            "paths.dataset": dataset,
             "paths.raw_dir": raw_dir,
             "paths.data_root": data_root,
-            "ingest.dataset": dataset,
             "ingest.ingest_date": ingest_date,
-            "ingest.spec": spec,
         },
     )
     if cfg.paths.raw_dir is None:
         raise fail("no raw folder: pass --raw-dir DIR (or set paths.raw_dir)", code=2)
-    if cfg.ingest.spec is not None:
-        _ingest_spec(cfg, cfg.paths.raw_dir, cfg.ingest.spec, dataset, validate)
-        return
     try:
-        result = ingest_raw_dir(cfg.paths.raw_dir, cfg.paths.data_root, cfg.ingest)
-    except IngestError as exc:
-        raise fail(str(exc), label="ingest failed") from None
-    console.print(result.summary(), markup=False, highlight=False)
-    if validate:
-        try:
-            report = validate_lake(cfg.paths.data_root, cfg.ingest.dataset, cfg.ingest.duckdb)
-        except LakeValidationError as exc:
-            raise fail(str(exc), label="validation failed") from None
-        console.print(f"lake valid: {report.rows}", markup=False, highlight=False)
-
-
-def _ingest_spec(
-    cfg: FlipConfig, raw_dir: Path, spec_path: Path, dataset: str | None, validate: bool
-) -> None:
-    """`flip data ingest --spec`: a click log described by a dataset spec."""
-    from flip_core.lake import IngestError
-    from flip_core.lake.spec_ingest import ingest_spec_dir
-    from flip_core.lake.spec_validate import validate_spec_lake
-    from flip_core.lake.specs import SpecError, load_spec
-    from flip_core.lake.validate import LakeValidationError
-
-    try:
-        spec = load_spec(spec_path)
+        spec = dataset_spec(cfg)
     except SpecError as exc:
         raise fail(str(exc), code=2, label="spec error") from None
-    if dataset is not None and dataset != spec.name:
-        raise fail(f"--dataset {dataset!r} differs from the spec's name {spec.name!r}", code=2)
     try:
-        result = ingest_spec_dir(raw_dir, cfg.paths.data_root, spec, cfg.ingest)
+        result = ingest_dataset(cfg.paths.raw_dir, cfg.paths.data_root, spec, cfg.ingest)
     except IngestError as exc:
         raise fail(str(exc), label="ingest failed") from None
     console.print(result.summary(), markup=False, highlight=False)

@@ -3,8 +3,7 @@
 Stages: prepare raw data -> ingest -> validate -> features -> prompts -> pretrain -> finetune
 -> evaluate -> register + gate. Every stage is a task in `tasks/` that exchanges manifests (paths +
 content hashes) and caches on them (`tasks.caching.content_cache`), so a rerun after a failure
-skips the finished stages and a rerun on unchanged data does nothing new. Stages still being built
-are marked below; each joins the flow where its comment stands.
+skips the finished stages and a rerun on unchanged data does nothing new.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ FLOW_TIMEOUT_S = 20 * 3600  # a night's run must end before the next night's sta
 @flow(name="nightly-retrain", timeout_seconds=FLOW_TIMEOUT_S)
 def nightly_retrain(
     config_file: Path | None = None,
-    dataset: str | None = None,
+    dataset: Path | None = None,
     data_root: Path | None = None,
     raw_dir: Path | None = None,
     plm: str | None = None,
@@ -50,7 +49,7 @@ def nightly_retrain(
 
     Args:
         config_file: experiment YAML (relative to the working directory), e.g. configs/demo.yaml.
-        dataset: name of the dataset in the lake (`ingest.dataset`).
+        dataset: dataset spec YAML (`paths.dataset`), e.g. configs/datasets/ml-1m.yaml.
         data_root: where the lake, features and models live (`paths.data_root`).
         raw_dir: the inbox of raw files; synthetic data when omitted (`paths.raw_dir`).
         plm: pretrained language model, hub name or local path (`plm.name`).
@@ -65,7 +64,7 @@ def nightly_retrain(
         config_file,
         overrides,
         **{
-            "ingest.dataset": dataset,
+            "paths.dataset": dataset,
             "paths.data_root": data_root,
             "paths.raw_dir": raw_dir,
             "plm.name": plm,

@@ -33,21 +33,25 @@ def score_command(
         int, typer.Option(min=1, help="Rows read and scored at a time.")
     ] = 100_000,
     keep: Annotated[
-        str, typer.Option(help="Comma-separated input columns copied to the output.")
-    ] = "user_id,movie_id",
+        str | None,
+        typer.Option(
+            help="Comma-separated input columns copied to the output (default: the model's "
+            "user and item columns)."
+        ),
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
     ] = None,
 ) -> None:
-    """Score raw rows (user_id, gender, age, occupation, zip, movie_id, title, genres) in chunks;
-    writes the kept columns plus `probability`."""
+    """Score raw rows (the raw columns of the model's dataset spec) in chunks; writes the kept
+    columns plus `probability`."""
     from tasks.score import score
 
     try:
         cfg = load_config(config, set_ or [])
         uri = model or f"models:/{cfg.mlflow.registered_model}@champion"
-        keep_cols = tuple(c.strip() for c in keep.split(",") if c.strip())
+        keep_cols = None if keep is None else tuple(c.strip() for c in keep.split(",") if c.strip())
         summary = score(
             uri, input_path, output_path, chunk_rows, cfg.mlflow.tracking_uri, keep_cols
         )

@@ -21,7 +21,7 @@ import time
 from flip_core.training.callbacks import TrainerCallback, TrainerState
 
 FAULTS_ENV = "FLIP_FAULTS"
-_failed_once: set[str] = set()
+failed_once: set[str] = set()  # steps whose fail-once fault fired in this process
 
 
 def parse_faults(text: str) -> dict[str, list[str]]:
@@ -44,8 +44,8 @@ def inject_faults(step: str) -> None:
     for action in parse_faults(os.environ.get(FAULTS_ENV, "")).get(step, []):
         if action.startswith("sleep="):
             time.sleep(float(action.removeprefix("sleep=")))
-        elif action == "fail-once" and step not in _failed_once:
-            _failed_once.add(step)
+        elif action == "fail-once" and step not in failed_once:
+            failed_once.add(step)
             raise ConnectionError(f"injected transient failure in {step} ({FAULTS_ENV})")
 
 

@@ -9,21 +9,19 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from flip_core.config import FlipConfig
-from flip_core.hashing import text_sha256, tree_sha256
-from flip_core.lake import BadShareError, IngestResult, ingest_raw_dir
-from flip_core.lake.ingest import quarantine_reasons, table_counts
+from flip_core.data.build import dataset_spec
+from flip_core.hashing import text_sha256
+from flip_core.lake import BadShareError, ingest_dataset
 from flip_core.lake.manifest import MANIFEST_NAME
-from flip_core.lake.spec_ingest import ingest_spec_dir
+from flip_core.lake.reports import quarantine_reasons, table_counts
 from flip_core.lake.spec_validate import validate_spec_lake
-from flip_core.lake.specs import load_spec
-from flip_core.lake.validate import validate_lake as check_lake
 from tasks.artifacts import publish_validation_report
 from tasks.caching import content_cache
 from tasks.locks import lake_lock
 from tasks.raw_data import RawDataManifest
 from tasks.retry import retry_transient
 
-_CODE = ("flip_core/lake", "sql/ingest", "tasks/ingest.py")
+_CODE = ("flip_core/lake", "flip_core/spec.py", "sql/ingest", "tasks/ingest.py")
 
 
 class LakeSnapshot(BaseModel):
@@ -49,13 +47,14 @@ def ingest_raw(config: FlipConfig, raw: RawDataManifest) -> LakeSnapshot:
 
     Publishes the `validation-report` artifact; fails (no retry) when the bad share passes
     `ingest.max_bad_share`, leaving the lake as it was and the bad rows in the quarantine.
-    With `ingest.spec` the files are read through that dataset spec (lake dataset: its name).
+    The files are read through the dataset spec (`paths.dataset`; lake dataset: its name).
     """
     logger = get_run_logger()
-    dataset = _dataset(config)
+    spec = dataset_spec(config)
+    dataset = spec.name
     with lake_lock(config):
         try:
-            result = _ingest(config, raw.raw_dir)
+            result = ingest_dataset(raw.raw_dir, config.paths.data_root, spec, config.ingest)
         except BadShareError as exc:
             _publish(config, exc.run_id, table_counts(exc.sources), dataset)
             raise
@@ -79,38 +78,13 @@ def ingest_raw(config: FlipConfig, raw: RawDataManifest) -> LakeSnapshot:
     **content_cache("ingest", code=_CODE),
 )
 def validate_lake(config: FlipConfig, lake: LakeSnapshot) -> dict[str, int]:
-    """Check the whole lake (manifest vs files, pandera models, references); raise if invalid.
+    """Check the whole lake (manifest vs files, the spec's column rules, keys); raise if invalid.
 
     Returns the validated rows per table. Cached on the lake's manifest hash.
     """
-    data_root, duck = config.paths.data_root, config.ingest.duckdb
-    if config.ingest.spec is not None:
-        report = validate_spec_lake(data_root, load_spec(config.ingest.spec), duck)
-    else:
-        report = check_lake(data_root, config.ingest.dataset, duck)
+    report = validate_spec_lake(config.paths.data_root, dataset_spec(config), config.ingest.duckdb)
     get_run_logger().info("Lake %s valid: %s", report.lake_dir, report.rows)
     return report.rows
-
-
-@task(name="spec-inbox", timeout_seconds=1800)
-def spec_inbox(config: FlipConfig) -> RawDataManifest:
-    """The raw folder of a dataset-spec ingest (`paths.raw_dir`), with a hash of its content."""
-    raw_dir = config.paths.raw_dir
-    if raw_dir is None or not raw_dir.is_dir():
-        raise FileNotFoundError(f"ingest.spec needs paths.raw_dir, a folder (got {raw_dir})")
-    return RawDataManifest(raw_dir=raw_dir, content_hash=tree_sha256(raw_dir), synthetic=False)
-
-
-def _dataset(config: FlipConfig) -> str:
-    spec = config.ingest.spec
-    return load_spec(spec).name if spec is not None else config.ingest.dataset
-
-
-def _ingest(config: FlipConfig, raw_dir: Path) -> IngestResult:
-    data_root, spec = config.paths.data_root, config.ingest.spec
-    if spec is not None:
-        return ingest_spec_dir(raw_dir, data_root, load_spec(spec), config.ingest)
-    return ingest_raw_dir(raw_dir, data_root, config.ingest)
 
 
 def _manifest_hash(root: Path) -> str:

@@ -29,6 +29,7 @@ from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
 
 from flip_core.config import FlipConfig
+from flip_core.data.build import dataset_spec
 
 DEFAULT_TIMEOUT_S = 6 * 3600.0
 GLOBAL_LOCKS_ENV = "FLIP_GLOBAL_LOCKS"
@@ -79,7 +80,7 @@ def exclusive(name: str, lock_file: Path, timeout_s: float = DEFAULT_TIMEOUT_S) 
 
 def lake_lock_file(config: FlipConfig) -> Path:
     """The lock file guarding `<data_root>/lake/<dataset>`."""
-    return config.paths.data_root / ".locks" / f"lake-{config.ingest.dataset}.lock"
+    return config.paths.data_root / ".locks" / f"lake-{dataset_spec(config).name}.lock"
 
 
 def registry_lock_file(config: FlipConfig) -> Path:

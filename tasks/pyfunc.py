@@ -19,26 +19,27 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, Schema
 
-from flip_core.scoring import INTEGER_FIELDS, RAW_FIELDS, RawRowScorer
+from flip_core.data.feature_map import FeatureMap
+from flip_core.scoring import RawRowScorer, example_rows, id_columns
 
 MODEL_DIR_ARTIFACT = "model_dir"
 OUTPUT_COLUMN = "probability"
 ENTRY_POINT = Path(__file__).with_name("pyfunc_model.py")
 
-EXAMPLE_ROWS = pd.DataFrame(
-    [
-        {"user_id": 1, "gender": "F", "age": 1, "occupation": 10, "zip": "48067",
-         "movie_id": 1193, "title": "One Flew Over the Cuckoo's Nest (1975)", "genres": "Drama"},
-        {"user_id": 999999, "gender": "M", "age": 25, "occupation": 4, "zip": "00000",
-         "movie_id": 999999, "title": "Never Seen (2031)", "genres": "Comedy|Sci-Fi"},
-    ]
-)  # fmt: skip
+_COLUMN_TYPES = {
+    "int32": "long",
+    "int64": "long",
+    "float64": "double",
+    "bool": "boolean",
+    "string": "string",
+    "timestamp": "datetime",
+}
 
 
-def raw_row_signature() -> ModelSignature:
-    """Input: the eight raw log fields; output: one click probability per row."""
+def raw_row_signature(feature_map: FeatureMap) -> ModelSignature:
+    """Input: the raw columns the dataset's fields read; output: one click probability per row."""
     inputs = Schema(
-        [ColSpec("long" if name in INTEGER_FIELDS else "string", name) for name in RAW_FIELDS]
+        [ColSpec(_COLUMN_TYPES[kind], name) for name, kind in feature_map.columns.items()]
     )
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", OUTPUT_COLUMN)]))
 
@@ -55,7 +56,6 @@ class RawRowCTRModel(PythonModel):
         self.scorer = RawRowScorer.from_pretrained(
             context.artifacts[MODEL_DIR_ARTIFACT],
             batch_size=int(config.get("batch_size", 8192)),
-            template=str(config.get("template", "{field} is {value}.")),
             max_length=int(config.get("max_length", 128)),
         )
 
@@ -76,18 +76,26 @@ def save_pyfunc(
 ) -> Path:
     """Write the pyfunc model (MLmodel, signature, input example, requirements) to `out_dir`.
 
-    `prompt` ({"template", "max_length"}) must match the features the model was trained on; it
-    only matters for models with a language model (`flip`, `flip_plm`).
+    The input schema and example come from the model's `feature_map.json` (the dataset spec);
+    `prompt` ({"max_length"}) must match the features the model was trained on; it only matters
+    for models with a language model (`flip`, `flip_plm`). `model_config.id_columns` names the
+    user and item columns that batch scoring keeps beside the scores by default.
     """
     from importlib.metadata import version
 
+    feature_map = FeatureMap.load(model_dir)
     mlflow.pyfunc.save_model(
         path=str(out_dir),
         python_model=str(ENTRY_POINT),
         artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
-        signature=raw_row_signature(),
-        input_example=EXAMPLE_ROWS,
-        model_config={"batch_size": batch_size, **(prompt or {})},
+        signature=raw_row_signature(feature_map),
+        input_example=example_rows(feature_map),
+        model_config={
+            "batch_size": batch_size,
+            "dataset": feature_map.dataset,
+            "id_columns": id_columns(feature_map),
+            **(prompt or {}),
+        },
         pip_requirements=[f"flip-ctr=={version('flip-ctr')}", f"mlflow=={mlflow.__version__}"],
     )
     return out_dir

@@ -1,7 +1,8 @@
-"""Task: make sure raw MovieLens-style files exist (the given folder, or synthetic ones)."""
+"""Task: make sure the dataset's raw files exist (the given folder, or synthetic ones)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from prefect import task
@@ -9,13 +10,16 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from flip_core.config import FlipConfig
+from flip_core.data.build import dataset_spec
 from flip_core.data.synth import write_synthetic_movielens
+from flip_core.data.synth_apps import write_synthetic_apps
 from flip_core.hashing import tree_sha256
+from flip_core.spec import DatasetSpec
 from tasks.caching import content_cache
 from tasks.faults import inject_faults
 from tasks.retry import retry_transient
 
-REQUIRED_FILES = ("users.dat", "movies.dat")
+APPS_SCHEMA = "synth-apps"  # the dataset whose synthetic data is the app-usage log
 
 
 class RawDataManifest(BaseModel):
@@ -32,7 +36,11 @@ class RawDataManifest(BaseModel):
     retry_delay_seconds=5,
     retry_condition_fn=retry_transient,
     timeout_seconds=1800,
-    **content_cache("paths", "synth", code=("flip_core/data/synth.py", "tasks/raw_data.py")),
+    **content_cache(
+        "paths",
+        "synth",
+        code=("flip_core/data/synth.py", "flip_core/data/synth_apps.py", "tasks/raw_data.py"),
+    ),
 )
 def prepare_raw_data(config: FlipConfig) -> RawDataManifest:
     """Return the configured raw folder, or write a seeded synthetic dataset under the data root.
@@ -42,9 +50,10 @@ def prepare_raw_data(config: FlipConfig) -> RawDataManifest:
     """
     logger = get_run_logger()
     inject_faults("prepare-raw-data")
+    spec = dataset_spec(config)
     if config.paths.raw_dir is not None:
         raw_dir = config.paths.raw_dir
-        _check_raw_dir(raw_dir)
+        _check_raw_dir(raw_dir, spec)
         logger.info("Using raw data in %s", raw_dir)
         return RawDataManifest(raw_dir=raw_dir, content_hash=tree_sha256(raw_dir), synthetic=False)
     s = config.synth
@@ -53,17 +62,29 @@ def prepare_raw_data(config: FlipConfig) -> RawDataManifest:
         / "raw"
         / f"synthetic-u{s.users}-m{s.movies}-r{s.ratings_per_user}-s{s.seed}"
     )
-    if not (raw_dir / "ratings.dat").is_file():
-        counts = write_synthetic_movielens(raw_dir, s.users, s.movies, s.ratings_per_user, s.seed)
+    raw_dir = raw_dir.with_name(f"{spec.name}-{raw_dir.name}")
+    if not raw_dir.is_dir():  # written beside, then renamed: a folder that exists is complete
+        partial = raw_dir.with_name(raw_dir.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        if spec.name == APPS_SCHEMA:
+            counts: object = write_synthetic_apps(
+                partial, s.users, s.movies, s.ratings_per_user, s.seed
+            )
+        else:
+            counts = write_synthetic_movielens(
+                partial, s.users, s.movies, s.ratings_per_user, s.seed
+            )
+        partial.rename(raw_dir)
         logger.info("Wrote synthetic data to %s: %s", raw_dir, counts)
     return RawDataManifest(raw_dir=raw_dir, content_hash=tree_sha256(raw_dir), synthetic=True)
 
 
-def _check_raw_dir(raw_dir: Path) -> None:
+def _check_raw_dir(raw_dir: Path, spec: DatasetSpec) -> None:
     if not raw_dir.is_dir():
         raise FileNotFoundError(f"raw data folder {raw_dir} does not exist")
-    missing = [name for name in REQUIRED_FILES if not (raw_dir / name).is_file()]
-    if not any(raw_dir.glob("ratings*.dat*")):
-        missing.append("ratings.dat (or ratings*.dat.gz)")
-    if missing:
-        raise FileNotFoundError(f"raw data folder {raw_dir} lacks: {', '.join(missing)}")
+    events = spec.table(spec.events)
+    if not any(p.is_file() for glob in events.files for p in raw_dir.glob(glob)):
+        raise FileNotFoundError(
+            f"raw data folder {raw_dir} holds no {spec.events} file of dataset {spec.name!r} "
+            f"(files matching {events.files})"
+        )

@@ -17,12 +17,9 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from prefect import task
-from prefect.logging import get_run_logger
 
 from flip_core.config import FlipConfig, GateConfig
 from tasks.pyfunc import log_pyfunc
-from tasks.retry import retry_transient
 from tasks.tracking import code_version, configure
 
 CHAMPION = "champion"
@@ -180,7 +177,7 @@ def publish_model(
             raise ValueError(f"metrics lack {key!r}, which the champion gate compares")
     client, _ = configure(config.mlflow)
     name = config.mlflow.registered_model
-    prompt = {"template": config.features.template, "max_length": config.features.max_length}
+    prompt = {"max_length": config.features.max_length}
     uri = log_pyfunc(
         client, run_id, model_dir, batch_size=config.mlflow.score_batch_size, prompt=prompt
     )
@@ -193,21 +190,3 @@ def publish_model(
     version = existing_version(client, name, run_id) or register_version(client, name, uri, tags)
     decision = apply_gate(client, name, version, config.gate)
     return Publication(name, str(version.version), uri, decision.promote, decision.reason)
-
-
-@task(
-    name="register-and-gate", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient
-)
-def register_and_gate(
-    config: FlipConfig,
-    run_id: str,
-    model_dir: Path,
-    metrics: dict[str, float],
-    protocol: str,
-    data_hash: str,
-) -> Publication:
-    """Prefect task around `publish_model`; logs the gate decision."""
-    result = publish_model(config, run_id, model_dir, metrics, protocol, data_hash)
-    verdict = "is the new champion" if result.champion else "stays challenger"
-    get_run_logger().info("%s v%s %s: %s", result.name, result.version, verdict, result.reason)
-    return result

@@ -20,8 +20,6 @@ from flip_core.scoring import ScoringError, check_input, iter_raw_chunks
 from tasks.pyfunc import OUTPUT_COLUMN
 from tasks.retry import retry_transient
 
-DEFAULT_KEEP = ("user_id", "movie_id")
-
 
 class ScoreSummary(BaseModel):
     """What a scoring run wrote."""
@@ -51,10 +49,11 @@ def score_file(
     input_path: Path,
     output_path: Path,
     chunk_rows: int = 100_000,
-    keep: tuple[str, ...] = DEFAULT_KEEP,
+    keep: tuple[str, ...] | None = None,
 ) -> tuple[int, int]:
     """Score `input_path` chunk by chunk into `output_path` (kept columns + probability).
 
+    `keep` defaults to the model's user and item columns (`model_config.id_columns`).
     Written to a temporary file and renamed at the end, so a failed run leaves no partial output.
     Returns (rows, chunks).
     """
@@ -62,8 +61,11 @@ def score_file(
     tmp = output_path.with_name(f".{output_path.name}.partial")
     rows = chunks = 0
     writer: pq.ParquetWriter | None = None
+    config = model.model_config or {}
+    if keep is None:
+        keep = tuple(config.get("id_columns", ()))
     try:
-        for frame in iter_raw_chunks(input_path, chunk_rows):
+        for frame in iter_raw_chunks(input_path, chunk_rows, _input_types(model)):
             missing = [c for c in keep if c not in frame.columns]
             if missing:
                 raise ScoringError(f"input lacks column(s) to keep: {', '.join(missing)}")
@@ -87,6 +89,16 @@ def score_file(
     return rows, chunks
 
 
+def _input_types(model: PyFuncModel) -> dict[str, str]:
+    """The model's input columns typed as dataset-spec types (CSV columns are read so)."""
+    schema = model.metadata.get_input_schema()
+    if schema is None:
+        return {}
+    kinds = {"long": "int64", "integer": "int64", "double": "float64", "float": "float64",
+             "boolean": "bool", "string": "string", "datetime": "timestamp"}  # fmt: skip
+    return {c.name: kinds.get(c.type.name, "string") for c in schema.inputs if c.name}
+
+
 def _predict(model: PyFuncModel, frame: pd.DataFrame) -> np.ndarray:
     schema = model.metadata.get_input_schema()
     if schema is not None:
@@ -96,11 +108,17 @@ def _predict(model: PyFuncModel, frame: pd.DataFrame) -> np.ndarray:
     try:
         result = model.predict(frame)
     except MlflowException as exc:  # schema enforcement: missing or mistyped columns
-        first = (exc.message.strip().splitlines() or ["schema error"])[0][:200]
-        raise ScoringError(f"input rejected by the model: {first}") from None
+        raise ScoringError(f"input rejected by the model: {_reason(exc.message)}") from None
     if not isinstance(result, pd.DataFrame) or OUTPUT_COLUMN not in result.columns:
         raise ScoringError(f"the model did not return a '{OUTPUT_COLUMN}' column")
     return result[OUTPUT_COLUMN].to_numpy()
+
+
+def _reason(message: str) -> str:
+    """The cause in an MLflow schema error (after its data and schema dumps), one line."""
+    text = message.strip()
+    cause = text.rsplit("Error:", 1)[-1] if "Error:" in text else text
+    return " ".join(cause.split())[:300] or "schema error"
 
 
 def score(
@@ -109,7 +127,7 @@ def score(
     output_path: Path,
     chunk_rows: int = 100_000,
     tracking_uri: str | None = None,
-    keep: tuple[str, ...] = DEFAULT_KEEP,
+    keep: tuple[str, ...] | None = None,
 ) -> ScoreSummary:
     """Load the model and score one file; returns a summary."""
     start = time.perf_counter()

@@ -16,7 +16,8 @@ import torch
 from flip_core.config import IDModelConfig
 from flip_core.data.feature_map import FeatureMap, FieldVocab
 from flip_core.models.flip import FlipForCTR, FlipModelConfig
-from flip_core.scoring import RAW_FIELDS, RawRowScorer, encode_rows
+from flip_core.scoring import RawRowScorer, encode_rows
+from tests.features_support import ml1m_spec
 
 SHARED_SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-1m-sample"
 
@@ -38,7 +39,7 @@ def read_raw_rows(raw_dir: Path) -> pd.DataFrame:
         rows[col] = rows[col].astype("int64")
     rows["label"] = (rows["rating"] >= 4).astype("float32")
     rows = rows.sort_values(["timestamp", "user_id", "movie_id"], kind="stable")
-    return rows[[*RAW_FIELDS, "label"]].reset_index(drop=True)
+    return rows[[*ml1m_spec().input_columns(), "label"]].reset_index(drop=True)
 
 
 def raw_source(synthetic_raw: Path) -> Path:
@@ -47,12 +48,16 @@ def raw_source(synthetic_raw: Path) -> Path:
 
 
 def fit_feature_map(train: pd.DataFrame) -> FeatureMap:
-    """Per-field vocabulary of the training rows (most frequent first)."""
+    """Per-field vocabulary of the training rows (most frequent first), with the ml-1m spec's
+    field entries, input columns and prompt (its fields read one raw column each)."""
+    spec = ml1m_spec()
     vocabs = []
-    for name in RAW_FIELDS:
-        counts = train[name].astype(str).value_counts(sort=True)
-        vocabs.append(FieldVocab(name, list(counts.index), [int(c) for c in counts.values]))
-    return FeatureMap(vocabs)
+    for field in spec.fields:
+        (column,) = field.source_columns
+        counts = train[column].astype(str).value_counts(sort=True)
+        values, numbers = list(counts.index), [int(c) for c in counts.values]
+        vocabs.append(FieldVocab(field.name, values, numbers, spec=field))
+    return FeatureMap(vocabs, dataset=spec.name, prompt=spec.prompt, columns=spec.input_columns())
 
 
 @dataclass

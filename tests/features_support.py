@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerBase, RobertaTokenizerFast
 
+from flip_core.data.feature_map import FeatureMap, FieldVocab
+from flip_core.data.prompts import PromptTemplate
 from flip_core.data.tokenization import FieldTokenizer, load_tokenizer
-from flip_core.lake import ingest_raw_dir
+from flip_core.lake import ingest_dataset
+from flip_core.spec import (
+    DatasetSpec,
+    FieldSpec,
+    ProtocolSpec,
+    load_dataset_spec,
+    resolve_spec_path,
+)
 
 _CORPUS = [
     "user id is 12. gender is female. age is 25-34. occupation is K-12 student.",
@@ -59,6 +69,58 @@ def field_tokenizer(name: str) -> FieldTokenizer:
     return FieldTokenizer(minilm_tokenizer() if name == "bert" else roberta_tokenizer())
 
 
+ML1M_SPEC_PATH = resolve_spec_path("configs/datasets/ml-1m.yaml")
+
+
+@cache
+def ml1m_spec() -> DatasetSpec:
+    """The MovieLens-1M dataset spec (the synthetic MovieLens data has the same shape)."""
+    return load_dataset_spec(ML1M_SPEC_PATH)
+
+
 def ingest(raw_dir: Path, data_root: Path) -> Path:
-    """Ingest a raw folder with the real lake ingest; returns the lake folder."""
-    return ingest_raw_dir(raw_dir, data_root).lake_dir
+    """Ingest a raw MovieLens-shaped folder with the real ingest; returns the lake folder."""
+    return ingest_dataset(raw_dir, data_root, ml1m_spec()).lake_dir
+
+
+def ml1m_fields() -> list[FieldSpec]:
+    """The ml-1m spec's fields, in order."""
+    return list(ml1m_spec().fields)
+
+
+def ml1m_field(name: str) -> FieldSpec:
+    """One field of the ml-1m spec."""
+    return ml1m_spec().field(name)
+
+
+def ml1m_template() -> PromptTemplate:
+    """The ml-1m spec's prompt template with its fields' text labels."""
+    spec = ml1m_spec()
+    return PromptTemplate.for_fields(spec.prompt, spec.fields)
+
+
+def ml1m_protocol(name: str | None = None) -> ProtocolSpec:
+    """A protocol of the ml-1m spec (default: its first, ml1m-time-811)."""
+    return ml1m_spec().protocol(name)
+
+
+def ml1m_feature_map(
+    values: Mapping[str, Sequence[str]],
+    counts: Mapping[str, Sequence[int]] | None = None,
+    min_count: int = 1,
+) -> FeatureMap:
+    """A feature map of the ml-1m spec's fields (specs, input columns, prompt) with the given
+    vocabularies (field -> values, most frequent first; counts 1 unless given)."""
+    spec = ml1m_spec()
+    vocabs = [
+        FieldVocab(
+            f.name,
+            list(values[f.name]),
+            list(counts[f.name]) if counts is not None else [1] * len(values[f.name]),
+            spec=f,
+        )
+        for f in spec.fields
+    ]
+    return FeatureMap(
+        vocabs, min_count, dataset=spec.name, prompt=spec.prompt, columns=spec.input_columns()
+    )

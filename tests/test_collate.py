@@ -17,13 +17,14 @@ from flip_core.data.build import build_splits_from_config, render_from_config
 from flip_core.data.collate import IGNORE_INDEX, FlipCollate
 from flip_core.data.dataset import FeatureDataset, RowBatch
 from flip_core.data.feature_map import MASK_ID
-from flip_core.data.loaders import feature_dataloaders, load_feature_map
-from flip_core.data.prompts import PromptTemplate
-from flip_core.data.protocols import FIELDS
+from flip_core.data.loaders import load_feature_map
 from flip_core.data.render import read_manifest
 from flip_core.data.tokenization import render_and_tokenize
-from tests.features_support import field_tokenizer, ingest
+from tests.features_support import field_tokenizer, ingest, ml1m_fields, ml1m_template
+from tests.support.loaders import feature_dataloaders
 
+SPECS = ml1m_fields()
+FIELDS = [f.name for f in SPECS]
 F = len(FIELDS)
 
 
@@ -39,7 +40,7 @@ def features_dir(synthetic_raw: Path, tmp_path_factory: pytest.TempPathFactory) 
 def _batch(values: list[list[str]], name: str, max_length: int = 512) -> RowBatch:
     """A RowBatch straight from rendered rows (ids: a hash of each value)."""
     columns = {f: pa.array([row[i] for row in values]) for i, f in enumerate(FIELDS)}
-    rows = render_and_tokenize(columns, FIELDS, PromptTemplate(), field_tokenizer(name), max_length)
+    rows = render_and_tokenize(columns, SPECS, ml1m_template(), field_tokenizer(name), max_length)
     ids = np.array([[3 + (hash(v) % 50) for v in row] for row in values], dtype=np.int64)
     return RowBatch(
         index=np.arange(len(values), dtype=np.int64) * 7 + 11,

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from flip_core.config import ConfigError, FlipConfig, load_config
+from flip_core.data.build import dataset_spec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -10,7 +11,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def test_defaults_resolve_without_a_file():
     config = load_config()
     assert config == FlipConfig()
-    assert config.features.protocol == "ml1m-time-811"
+    assert config.paths.dataset == Path("configs/datasets/ml-1m.yaml")
+    assert config.features.protocol is None  # the spec's first protocol
+    assert dataset_spec(config).protocol(config.features.protocol).name == "ml1m-time-811"
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,10 @@ import duckdb
 import pytest
 
 from flip_core.config import DuckDBConfig, IngestConfig
-from flip_core.lake import ingest_raw_dir, lake_dir
-from flip_core.lake.duck import _SHARED, close_shared_database, open_session
+from flip_core.lake import ingest_dataset, lake_dir
+from flip_core.lake.duck import SHARED, close_shared_database, open_session
 from flip_core.sql import load_sql
+from tests.features_support import ml1m_spec
 
 CONFIG = DuckDBConfig(memory_limit="1GB", threads=2)
 
@@ -33,20 +34,20 @@ def _setting(con: duckdb.DuckDBPyConnection, name: str) -> str:
 
 def test_sessions_in_turn_share_one_database_and_nothing_else() -> None:
     with open_session(CONFIG) as con:
-        first = _SHARED._database
+        first = SHARED.current
         con.execute("CREATE TEMP TABLE staged AS SELECT 1 AS x")
         con.execute("CREATE OR REPLACE TEMP TYPE source_name AS ENUM ('a.dat')")
         con.register("batch", con.sql("SELECT 2 AS y").to_arrow_table())
         assert con.execute("SELECT field_count_problem('a', 1, 2, '::')").fetchone() is not None
     with open_session(CONFIG) as con:
-        assert _SHARED._database is first is not None
+        assert SHARED.current is first is not None
         names = {row[0] for row in con.execute("SELECT name FROM (SHOW ALL TABLES)").fetchall()}
         assert names == set()  # the temp table and the registered view ended with the session
         with pytest.raises(duckdb.CatalogException, match="source_name"):
             con.execute("SELECT 'a.dat'::source_name").fetchall()
         # Each session gets the ingest macros and the configured limits.
-        assert con.execute("SELECT int_problem('n', 'x', NULL)").fetchone() == (
-            "n: not an integer ('x')",
+        assert con.execute("SELECT field_count_problem('a', 1, 2, '::')").fetchone() == (
+            "expected 2 fields separated by '::', found 1",
         )
         assert _setting(con, "threads") == "2"
         assert _setting(con, "preserve_insertion_order") == "False"
@@ -71,11 +72,11 @@ def test_a_session_opened_while_another_runs_gets_a_database_of_its_own() -> Non
 def test_other_limits_open_a_database_with_those_limits() -> None:
     with open_session(CONFIG) as con:
         assert _setting(con, "threads") == "2"
-    first = _SHARED._database
+    first = SHARED.current
     with open_session(DuckDBConfig(memory_limit="512MB", threads=1)) as con:
         assert _setting(con, "threads") == "1"
         assert _setting(con, "memory_limit") == "488.2 MiB"
-    assert _SHARED._database is not first
+    assert SHARED.current is not first
 
 
 def test_each_session_spills_into_its_own_folder_even_after_a_spill(tmp_path: Path) -> None:
@@ -104,7 +105,9 @@ def test_two_ingests_at_once_in_one_process_both_fill_their_lakes(
 
     def ingest(name: str) -> dict[str, int]:
         start.wait()
-        return ingest_raw_dir(synthetic_raw, tmp_path / name, IngestConfig()).table_rows
+        return ingest_dataset(
+            synthetic_raw, tmp_path / name, ml1m_spec(), IngestConfig()
+        ).table_rows
 
     with ThreadPoolExecutor(2) as pool:
         left, right = pool.map(ingest, ["left", "right"])
@@ -114,7 +117,7 @@ def test_two_ingests_at_once_in_one_process_both_fill_their_lakes(
     }
     assert left == right == lines
     for name in ("left", "right"):
-        files = sorted((lake_dir(tmp_path / name, "ml1m") / "ratings").rglob("*.parquet"))
+        files = sorted((lake_dir(tmp_path / name, "ml-1m") / "ratings").rglob("*.parquet"))
         with duckdb.connect() as con:
             names = con.execute(
                 "SELECT DISTINCT source_file FROM read_parquet($files)",
@@ -127,10 +130,10 @@ def test_an_ingest_leaves_nothing_in_the_shared_database(
     synthetic_raw: Path, tmp_path: Path
 ) -> None:
     config = IngestConfig()
-    ingest_raw_dir(synthetic_raw, tmp_path / "data", config)
-    used = _SHARED._database
+    ingest_dataset(synthetic_raw, tmp_path / "data", ml1m_spec(), config)
+    used = SHARED.current
     with open_session(config.duckdb) as con:
-        assert _SHARED._database is used is not None
+        assert SHARED.current is used is not None
         made = {
             kind: con.execute(f"SELECT count(*) FROM duckdb_{kind}() WHERE NOT internal").fetchone()
             for kind in ("tables", "views", "types")
@@ -139,5 +142,5 @@ def test_an_ingest_leaves_nothing_in_the_shared_database(
         assert made == {"tables": (0,), "views": (0,), "types": (0,)}
         # Only this session's own ingest macros (TEMP): none left by the ingest's session.
         own = load_sql("ingest/macros").count("CREATE OR REPLACE TEMP MACRO")
-        assert own == 2
+        assert own == 1
         assert macros.fetchone() == (own,)

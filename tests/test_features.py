@@ -6,14 +6,23 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
 from flip_core.data.feature_map import MASK_ID, OOV_ID, PAD_ID, FeatureMap
 from flip_core.data.features import build_splits
-from flip_core.data.protocols import FIELDS, PROTOCOLS, get_protocol
+from flip_core.scoring import encode_rows
+from flip_core.spec import ProtocolSpec
 from tests.conftest import SHARED_DATA
-from tests.features_support import ingest
+from tests.features_support import ingest, ml1m_protocol, ml1m_spec
+
+FIELDS = ml1m_spec().field_names
+PROTOCOLS = [p.name for p in ml1m_spec().protocols]
+
+
+def _build(lake_dir: Path, out: Path, protocol: ProtocolSpec, min_count: int = 1):
+    return build_splits(lake_dir, out, ml1m_spec(), protocol, min_count)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +35,7 @@ def _split(build_dir: Path, split: str):
 
 
 def _check_time_protocol(lake_dir: Path, out: Path) -> dict:
-    build = build_splits(lake_dir, out, get_protocol("ml1m-time-811"))
+    build = _build(lake_dir, out, ml1m_protocol("ml1m-time-811"))
     tables = {s: _split(build.splits_dir, s) for s in ("train", "valid", "test")}
     sizes = {s: t.num_rows for s, t in tables.items()}
     total = sum(sizes.values())
@@ -80,9 +89,9 @@ def test_time_protocol_on_real_ml1m(tmp_path: Path, synthetic_raw: Path):
 
 
 def test_random_protocol_is_seeded_and_mixes_time(lake: Path, tmp_path: Path):
-    protocol = get_protocol("ml1m-random-811")
-    first = build_splits(lake, tmp_path / "a", protocol)
-    second = build_splits(lake, tmp_path / "b", protocol)
+    protocol = ml1m_protocol("ml1m-random-811")
+    first = _build(lake, tmp_path / "a", protocol)
+    second = _build(lake, tmp_path / "b", protocol)
     a, b = _split(first.splits_dir, "test"), _split(second.splits_dir, "test")
     assert a.equals(b)
     train = _split(first.splits_dir, "train")
@@ -92,10 +101,10 @@ def test_random_protocol_is_seeded_and_mixes_time(lake: Path, tmp_path: Path):
 
 
 def test_reference_protocol_is_file_order_and_leaky(lake: Path, tmp_path: Path):
-    protocol = get_protocol("ml1m-ref-9010")
+    protocol = ml1m_protocol("ml1m-ref-9010")
     assert protocol.leaky and "LEAKY" in protocol.description
     assert protocol.splits == ("train", "test")
-    build = build_splits(lake, tmp_path, protocol)
+    build = _build(lake, tmp_path, protocol)
     assert not (build.splits_dir / "splits" / "valid.parquet").exists()
     train, test = _split(build.splits_dir, "train"), _split(build.splits_dir, "test")
     assert abs(train.num_rows - 0.9 * (train.num_rows + test.num_rows)) <= 1
@@ -126,7 +135,7 @@ def test_reference_protocol_is_file_order_and_leaky(lake: Path, tmp_path: Path):
 
 
 def test_min_count_sends_rare_values_to_oov(lake: Path, tmp_path: Path):
-    build = build_splits(lake, tmp_path, get_protocol("ml1m-time-811"), min_count=30)
+    build = _build(lake, tmp_path, ml1m_protocol("ml1m-time-811"), min_count=30)
     fmap = FeatureMap.load(build.splits_dir / "feature_map.json")
     train = _split(build.splits_dir, "train")
     movies = train["movie_id_raw"].to_pylist()
@@ -140,16 +149,16 @@ def test_min_count_sends_rare_values_to_oov(lake: Path, tmp_path: Path):
 
 
 def test_split_build_is_cached_by_content(lake: Path, tmp_path: Path):
-    protocol = get_protocol("ml1m-time-811")
-    first = build_splits(lake, tmp_path, protocol)
-    again = build_splits(lake, tmp_path, protocol)
+    protocol = ml1m_protocol("ml1m-time-811")
+    first = _build(lake, tmp_path, protocol)
+    again = _build(lake, tmp_path, protocol)
     assert not first.cached and again.cached and again.splits_dir == first.splits_dir
-    other = build_splits(lake, tmp_path, protocol, min_count=2)
+    other = _build(lake, tmp_path, protocol, min_count=2)
     assert other.splits_dir != first.splits_dir
 
 
 def test_feature_map_round_trip_and_reserved_ids(lake: Path, tmp_path: Path):
-    build = build_splits(lake, tmp_path, get_protocol("ml1m-time-811"))
+    build = _build(lake, tmp_path, ml1m_protocol("ml1m-time-811"))
     fmap = FeatureMap.load(build.splits_dir)
     saved = fmap.save(tmp_path / "copy.json")
     again = FeatureMap.load(saved)
@@ -160,17 +169,20 @@ def test_feature_map_round_trip_and_reserved_ids(lake: Path, tmp_path: Path):
     assert fmap.encode("user_id", 10**9) == OOV_ID
     assert fmap.encode("gender", None) == OOV_ID
     assert fmap.decode("age", fmap.encode("age", 25)) == "25"
-    assert fmap.encode_row({"gender": "F"})[1] == fmap.encode("gender", "F")
+    row = pd.DataFrame([{column: None for column in fmap.columns} | {"gender": "F"}])
+    ids = encode_rows(fmap, row)[0].tolist()  # one row, in field order, missing -> OOV
+    assert ids[1] == fmap.encode("gender", "F")
+    assert ids == [fmap.encode("gender", "F") if f == "gender" else OOV_ID for f in FIELDS]
     with pytest.raises(KeyError, match="unknown field"):
         fmap.encode("nope", 1)
 
 
 def test_unknown_protocol_lists_known():
-    with pytest.raises(ValueError, match="known protocols") as info:
-        get_protocol("ml1m-nope")
+    with pytest.raises(ValueError, match="has no protocol 'ml1m-nope'; known: ") as info:
+        ml1m_protocol("ml1m-nope")
     assert all(name in str(info.value) for name in PROTOCOLS)
 
 
 def test_missing_lake_is_a_clear_error(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="no ingested Parquet"):
-        build_splits(tmp_path / "lake" / "ml1m", tmp_path, get_protocol("ml1m-time-811"))
+        _build(tmp_path / "lake" / "ml-1m", tmp_path, ml1m_protocol("ml1m-time-811"))

@@ -12,7 +12,7 @@ from flip_core.config import load_config
 from flip_core.data.render import read_manifest
 from flows.cli import app
 from tasks.features import PromptsManifest, build_features, render_prompts
-from tests.features_support import ingest
+from tests.features_support import ingest, ml1m_spec
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_tasks_build_a_feature_folder(data_root: Path):
 
     @flow
     def features_flow() -> PromptsManifest:
-        features = build_features(config, data_root / "lake" / "ml1m")
+        features = build_features(config, data_root / "lake" / "ml-1m")
         return render_prompts(config, features)
 
     prompts = features_flow()
@@ -57,5 +57,6 @@ def test_cli_features_fails_clearly(tmp_path: Path):
     assert missing.exit_code == 2
     assert "no ingested Parquet files" in missing.output
     bad = runner.invoke(app, ["features", "--data-root", str(tmp_path), "--protocol", "nope"])
-    assert bad.exit_code == 2 and "known protocols" in bad.output
+    assert bad.exit_code == 2 and "has no protocol 'nope'; known: " in bad.output
+    assert all(p.name in bad.output for p in ml1m_spec().protocols)
     assert runner.invoke(app, ["features", "--help"]).exit_code == 0

@@ -1,7 +1,9 @@
-"""Ingest into the lake: counts, idempotency, new days, dimension versions, crashes, validation."""
+"""Ingest of the ml-1m spec into the lake: counts, idempotency, new days, dimension versions,
+crashes, validation."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 from pathlib import Path
@@ -12,15 +14,21 @@ from typer.testing import CliRunner
 
 from flip_core.config import IngestConfig
 from flip_core.lake import (
-    ingest_raw_dir,
+    IngestError,
+    LakeValidationError,
+    ingest_dataset,
     lake_dir,
     lake_table_glob,
     load_manifest,
     read_quarantine,
+    validate_spec_lake,
 )
-from flip_core.lake.validate import LakeValidationError, validate_lake
 from flows.cli import app
 from tests.conftest import SHARED_DATA
+from tests.features_support import ml1m_spec
+
+SPEC = ml1m_spec()
+DATASET = SPEC.name
 
 ML1M = SHARED_DATA / "ml-1m"
 ML1M_COUNTS = {"ratings": 487_650, "users": 6_040, "movies": 3_883}
@@ -40,12 +48,16 @@ CONTRACT = {
         ("age", "INTEGER"),
         ("occupation", "INTEGER"),
         ("zip", "VARCHAR"),
+        ("source_file", "VARCHAR"),
+        ("line_number", "BIGINT"),
         ("ingest_date", "DATE"),
     ],
     "movies": [
         ("movie_id", "INTEGER"),
         ("title", "VARCHAR"),
         ("genres", "VARCHAR"),
+        ("source_file", "VARCHAR"),
+        ("line_number", "BIGINT"),
         ("ingest_date", "DATE"),
     ],
 }
@@ -59,7 +71,7 @@ def _lake_rows(data_root: Path, table: str) -> int:
     with duckdb.connect() as con:
         row = con.execute(
             "SELECT count(*) FROM read_parquet(?, hive_partitioning = true)",
-            [lake_table_glob(data_root, "ml1m", table)],
+            [lake_table_glob(data_root, DATASET, table)],
         ).fetchone()
     assert row is not None
     return int(row[0])
@@ -75,29 +87,29 @@ def _real_or_synthetic(synthetic_raw: Path) -> tuple[Path, dict[str, int]]:
 def test_ml1m_counts_and_second_ingest_adds_nothing(synthetic_raw: Path, tmp_path: Path) -> None:
     raw, expected = _real_or_synthetic(synthetic_raw)
     data_root = tmp_path / "data"
-    first = ingest_raw_dir(raw, data_root)
+    first = ingest_dataset(raw, data_root, SPEC)
     assert {t: first.added(t) for t in expected} == expected
     assert first.quarantined() == 0
     assert first.table_rows == expected
     assert {t: _lake_rows(data_root, t) for t in expected} == expected
 
-    second = ingest_raw_dir(raw, data_root)
+    second = ingest_dataset(raw, data_root, SPEC)
     assert {t: second.added(t) for t in expected} == {t: 0 for t in expected}
     assert all(s.status == "skipped" for s in second.sources)
     assert {t: _lake_rows(data_root, t) for t in expected} == expected
-    report = validate_lake(data_root, "ml1m")
+    report = validate_spec_lake(data_root, SPEC)
     assert report.rows == expected and report.ok
 
 
 def test_lake_layout_and_types_follow_the_contract(synthetic_raw: Path, tmp_path: Path) -> None:
     data_root = tmp_path / "data"
-    result = ingest_raw_dir(synthetic_raw, data_root, ingest_date="2026-01-02")
-    root = lake_dir(data_root, "ml1m")
+    result = ingest_dataset(synthetic_raw, data_root, SPEC, ingest_date="2026-01-02")
+    root = lake_dir(data_root, DATASET)
     for table, columns in CONTRACT.items():
         with duckdb.connect() as con:
             described = con.execute(
                 "DESCRIBE SELECT * FROM read_parquet(?, hive_partitioning = true)",
-                [lake_table_glob(data_root, "ml1m", table)],
+                [lake_table_glob(data_root, DATASET, table)],
             ).fetchall()
         assert [(c[0], c[1]) for c in described] == columns
         assert [p.name for p in (root / table).iterdir()] == ["ingest_date=2026-01-02"]
@@ -109,7 +121,7 @@ def test_lake_layout_and_types_follow_the_contract(synthetic_raw: Path, tmp_path
     with duckdb.connect() as con:
         first = con.execute(
             "SELECT source_file, line_number FROM read_parquet(?) ORDER BY line_number LIMIT 1",
-            [lake_table_glob(data_root, "ml1m", "ratings")],
+            [lake_table_glob(data_root, DATASET, "ratings")],
         ).fetchone()
     assert first == ("ratings.dat", 1)
 
@@ -120,14 +132,14 @@ def test_new_day_file_adds_a_partition_and_overlap_is_not_duplicated(
     raw = tmp_path / "raw"
     shutil.copytree(synthetic_raw, raw)
     data_root = tmp_path / "data"
-    ingest_raw_dir(raw, data_root, ingest_date="2026-01-01")
+    ingest_dataset(raw, data_root, SPEC, ingest_date="2026-01-01")
     before = _lake_rows(data_root, "ratings")
     old_lines = (raw / "ratings.dat").read_text(encoding="latin-1").splitlines()
     new_lines = [f"1::{m}::4::{1_100_000_000 + m}" for m in range(1, 11)]
     (raw / "ratings-2026-01-02.dat").write_text(
         "\n".join(old_lines[:5] + new_lines) + "\n", encoding="latin-1"
     )
-    result = ingest_raw_dir(raw, data_root, ingest_date="2026-01-02")
+    result = ingest_dataset(raw, data_root, SPEC, ingest_date="2026-01-02")
     assert result.added("ratings") == 10
     day2 = next(s for s in result.sources if s.path.name == "ratings-2026-01-02.dat")
     assert day2.already_in_lake == 5
@@ -135,7 +147,7 @@ def test_new_day_file_adds_a_partition_and_overlap_is_not_duplicated(
         result.messages
     )
     assert _lake_rows(data_root, "ratings") == before + 10
-    parts = sorted(p.name for p in (lake_dir(data_root, "ml1m") / "ratings").iterdir())
+    parts = sorted(p.name for p in (lake_dir(data_root, DATASET) / "ratings").iterdir())
     assert parts == ["ingest_date=2026-01-01", "ingest_date=2026-01-02"]
 
 
@@ -145,7 +157,7 @@ def test_new_version_of_users_adds_new_keys_and_quarantines_changes(
     raw = tmp_path / "raw"
     shutil.copytree(synthetic_raw, raw)
     data_root = tmp_path / "data"
-    ingest_raw_dir(raw, data_root)
+    ingest_dataset(raw, data_root, SPEC)
     users = (raw / "users.dat").read_text(encoding="latin-1").splitlines()
     n = len(users)
     first = users[0].split("::")
@@ -153,56 +165,57 @@ def test_new_version_of_users_adds_new_keys_and_quarantines_changes(
     (raw / "users.dat").write_text(
         "\n".join([changed, *users[1:], f"{n + 1}::M::25::3::12345"]) + "\n", encoding="latin-1"
     )
-    result = ingest_raw_dir(raw, data_root, IngestConfig(max_bad_share=0.05))
+    result = ingest_dataset(raw, data_root, SPEC, IngestConfig(max_bad_share=0.05))
     report = next(s for s in result.sources if s.table == "users")
     assert (report.kept, report.quarantined, report.already_in_lake) == (1, 1, n - 1)
-    quarantined = read_quarantine(data_root, "ml1m")
+    quarantined = read_quarantine(data_root, DATASET)
     assert quarantined["line_number"].tolist() == [1]
-    assert (
-        quarantined["reason"]
-        .iloc[0]
-        .startswith(f"user_id 1 is in the lake with other attributes ({users[0]})")
-    )
+    assert quarantined["reason"].tolist() == [
+        "key already in the lake with other values (users.dat line 1)"
+    ]
+    assert quarantined["raw_line"].tolist() == [changed]
     assert _lake_rows(data_root, "users") == n + 1
-    assert validate_lake(data_root, "ml1m").ok
+    assert validate_spec_lake(data_root, SPEC).ok
 
 
 def test_crashed_run_leaves_no_partition_and_orphans_are_removed(
     synthetic_raw: Path, tmp_path: Path
 ) -> None:
     data_root = tmp_path / "data"
-    root = lake_dir(data_root, "ml1m")
-    ingest_raw_dir(synthetic_raw, data_root, ingest_date="2026-01-01")
+    root = lake_dir(data_root, DATASET)
+    ingest_dataset(synthetic_raw, data_root, SPEC, ingest_date="2026-01-01")
     # A run that died after renaming one file but before writing the manifest.
     orphan = root / "ratings" / "ingest_date=2026-01-02" / "part-crashed-000.parquet"
     orphan.parent.mkdir(parents=True)
     shutil.copy(next((root / "ratings" / "ingest_date=2026-01-01").glob("*.parquet")), orphan)
     (root / ".staging-crashed" / "ratings").mkdir(parents=True)
     with pytest.raises(LakeValidationError, match="not listed in the manifest"):
-        validate_lake(data_root, "ml1m")
-    result = ingest_raw_dir(synthetic_raw, data_root)
+        validate_spec_lake(data_root, SPEC)
+    result = ingest_dataset(synthetic_raw, data_root, SPEC)
     assert sorted(result.removed_orphans) == [
         ".staging-crashed",
         "ratings/ingest_date=2026-01-02/part-crashed-000.parquet",
     ]
-    assert validate_lake(data_root, "ml1m").ok
+    assert validate_spec_lake(data_root, SPEC).ok
 
 
 def test_validate_lake_reports_rows_that_break_the_models(
     synthetic_raw: Path, tmp_path: Path
 ) -> None:
     data_root = tmp_path / "data"
-    ingest_raw_dir(synthetic_raw, data_root)
-    part = next((lake_dir(data_root, "ml1m") / "ratings").glob("*/*.parquet"))
+    ingest_dataset(synthetic_raw, data_root, SPEC)
+    part = next((lake_dir(data_root, DATASET) / "ratings").glob("*/*.parquet"))
     with duckdb.connect() as con:
         con.execute(
             "COPY (SELECT * REPLACE (CASE WHEN line_number = 3 THEN 7 ELSE rating END AS rating) "
-            "FROM read_parquet(?)) TO '" + str(part) + ".new' (FORMAT parquet)",
+            "FROM read_parquet(?, hive_partitioning = false)) TO '"
+            + str(part)
+            + ".new' (FORMAT parquet)",
             [str(part)],
         )
     Path(f"{part}.new").replace(part)
     with pytest.raises(LakeValidationError) as err:
-        validate_lake(data_root, "ml1m")
+        validate_spec_lake(data_root, SPEC)
     assert "ratings ratings.dat line 3: rating: in_range(1, 5) failed (got 7)" in str(err.value)
 
 
@@ -262,9 +275,46 @@ def test_ingest_flow_reports_the_lake_and_reruns_add_nothing(
     assert result["lake_rows"] == expected
     assert result["lake_added"] == expected
     assert result["quarantined"] == 0
-    assert result["lake_dir"] == str(lake_dir(data_root, "ml1m"))
+    assert result["lake_dir"] == str(lake_dir(data_root, DATASET))
     again = ingest_flow(data_root=data_root, raw_dir=synthetic_raw)
     assert again["lake_rows"] == expected
     assert again["lake_added"] == {t: 0 for t in expected}
     assert again["lake_hash"] == result["lake_hash"]
-    assert load_manifest(lake_dir(data_root, "ml1m"), "ml1m").rows("ratings") == expected["ratings"]
+    manifest = load_manifest(lake_dir(data_root, DATASET), DATASET)
+    assert manifest.rows("ratings") == expected["ratings"]
+
+
+def test_a_second_ingest_of_the_same_lake_at_once_fails_clearly(
+    synthetic_raw: Path, tmp_path: Path
+) -> None:
+    data_root = tmp_path / "data"
+    root = lake_dir(data_root, DATASET)
+    root.mkdir(parents=True)
+    with (root / ".ingest.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running ingest holds it
+        with pytest.raises(IngestError, match="another ingest is running on"):
+            ingest_dataset(synthetic_raw, data_root, SPEC)
+    assert ingest_dataset(synthetic_raw, data_root, SPEC).added("ratings") > 0
+
+
+def test_validate_lake_finds_ratings_of_a_user_the_lake_lost(
+    synthetic_raw: Path, tmp_path: Path
+) -> None:
+    data_root = tmp_path / "data"
+    ingest_dataset(synthetic_raw, data_root, SPEC)
+    (part,) = (lake_dir(data_root, DATASET) / "users").glob("*/*.parquet")
+    with duckdb.connect() as con:
+        con.execute(
+            "COPY (SELECT * FROM read_parquet(?, hive_partitioning = false) WHERE user_id <> 1) "
+            "TO '" + str(part) + ".new' (FORMAT parquet)",
+            [str(part)],
+        )
+        lines = con.execute(
+            "SELECT line_number FROM read_parquet(?) WHERE user_id = 1 ORDER BY line_number",
+            [lake_table_glob(data_root, DATASET, "ratings")],
+        ).fetchall()
+    Path(f"{part}.new").replace(part)
+    problems = validate_spec_lake(data_root, SPEC, strict=False).problems
+    shown = [f"ratings ratings.dat line {n}: user_id 1 is not a row of users" for (n,) in lines]
+    assert [p for p in problems if "is not a row of" in p] == shown[:5]
+    assert f"ratings: {len(lines) - 5} more rows name no row of users" in problems

@@ -1,8 +1,9 @@
-"""The ratings fast path (Arrow CSV parse of clean files) gives what the exact path gives."""
+"""The integer fast path (Arrow CSV parse of clean files) gives what the exact path gives."""
 
 from __future__ import annotations
 
 import gzip
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flip_core.config import IngestConfig
-from flip_core.lake import IngestError, ingest_raw_dir, lake_table_glob, read_quarantine
+from flip_core.lake import (
+    IngestError,
+    IngestResult,
+    ingest_dataset,
+    lake_table_glob,
+    read_quarantine,
+)
 from flip_core.lake import ingest as ingest_module
-from flip_core.lake.lines import parse_int_lines
+from flip_core.lake.keys import keys_repeat
+from flip_core.lake.lines import int_delimiter, parse_int_lines
+from flip_core.spec import DatasetSpec, TableSpec
+from tests.features_support import ml1m_spec
 
 TYPES = {
     "user_id": pa.int32(),
@@ -28,10 +38,13 @@ TYPES = {
     "timestamp": pa.int64(),
 }
 LENIENT = IngestConfig(max_bad_share=1.0)
+EXACT = LENIENT.model_copy(update={"fast_path": False})
+SPEC = ml1m_spec()
+DATASET = SPEC.name
 
 
-def _parse(data: bytes, max_line_bytes: int = 65_536) -> pa.Table | None:
-    table = parse_int_lines(data, 11, TYPES, max_line_bytes)
+def _parse(data: bytes, max_line_bytes: int = 65_536, delimiter: str = "::") -> pa.Table | None:
+    table = parse_int_lines(data, 11, TYPES, max_line_bytes, delimiter)
     lines = data.count(b"\n") + (not data.endswith(b"\n"))
     assert table is None or table.num_rows == lines  # one row per line, or refused
     return table
@@ -47,6 +60,23 @@ def test_parse_int_lines_reads_plain_lines_with_consecutive_numbers() -> None:
         {"user_id": 4, "movie_id": 5, "rating": 1, "timestamp": 0, "line_number": 12},
         {"user_id": 7, "movie_id": 8, "rating": 5, "timestamp": 42, "line_number": 13},
     ]
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "line"),
+    [(",", b"1,2,3,4"), ("\t", b"1\t2\t3\t4"), ("|||", b"1|||2|||3|||4"), (" ", b"1 2 3 4")],
+)
+def test_parse_int_lines_splits_on_any_repeated_punctuation(delimiter: str, line: bytes) -> None:
+    assert int_delimiter(delimiter)
+    table = _parse(line + b"\n" + line, delimiter=delimiter)
+    assert table is not None and table.column("timestamp").to_pylist() == [4, 4]
+    assert _parse(line + b"\n", delimiter="::") is None  # another delimiter's lines: refused
+    assert _parse(line.replace(b"2", b"-2") + b"\n", delimiter=delimiter) is None
+
+
+@pytest.mark.parametrize("delimiter", ["ab", "1", "-", "+", ".", ":;", "é"])
+def test_int_delimiter_refuses_letters_digits_signs_and_mixed_characters(delimiter: str) -> None:
+    assert not int_delimiter(delimiter)
 
 
 @pytest.mark.parametrize(
@@ -139,64 +169,49 @@ def _ratings(n: int, seed: int = 0) -> list[str]:
 
 
 def _lake(data_root: Path) -> list[tuple]:
+    """The lake's ratings (none when no file holds any)."""
+    if not list((data_root / "lake" / DATASET / "ratings").glob("*/*.parquet")):
+        return []
     with duckdb.connect() as con:
         return con.execute(
             "SELECT user_id, movie_id, rating, timestamp, source_file, line_number "
             "FROM read_parquet(?) ORDER BY line_number",
-            [lake_table_glob(data_root, "ml1m", "ratings")],
+            [lake_table_glob(data_root, DATASET, "ratings")],
         ).fetchall()
 
 
-def _outcome(raw: Path, data_root: Path, config: IngestConfig) -> tuple:
-    result = ingest_raw_dir(raw, data_root, config, ingest_date="2026-01-01")
+def _ratings_paths(result: IngestResult) -> tuple[list[int], list[bool]]:
+    """(batches the fast parser typed, written by the fast path) of each ingested ratings file."""
+    done = [s for s in result.sources if s.table == "ratings" and s.status == "ingested"]
+    return [s.fast_batches for s in done], [s.fast for s in done]
+
+
+def _outcome(raw: Path, data_root: Path, config: IngestConfig) -> tuple[tuple, IngestResult]:
+    result = ingest_dataset(raw, data_root, SPEC, config, ingest_date="2026-01-01")
     reports = [
         (s.table, s.lines, s.kept, s.quarantined, s.duplicates, s.already_in_lake, s.blank_lines)
         for s in result.sources
     ]
-    quarantine = read_quarantine(data_root, "ml1m").to_dict("records")
-    return reports, result.messages, _lake(data_root), quarantine
-
-
-class _Spy:
-    """Records what the ratings' fast parse (parsed or not, per chunk) and clean write returned."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.parsed: list[bool] = []
-        self.clean: list[bool] = []
-        parse, write_clean = ingest_module.parse_int_lines, ingest_module._Run._write_clean
-
-        def spy_parse(*args: Any) -> pa.Table | None:
-            table = parse(*args)
-            self.parsed.append(table is not None)
-            return table
-
-        def spy_clean(run: ingest_module._Run, table: str, *args: Any) -> bool:
-            done = write_clean(run, table, *args)
-            if table == "ratings":  # users and movies have a clean path of their own
-                self.clean.append(done)
-            return done
-
-        monkeypatch.setattr(ingest_module, "parse_int_lines", spy_parse)
-        monkeypatch.setattr(ingest_module._Run, "_write_clean", spy_clean)
+    quarantine = read_quarantine(data_root, DATASET).to_dict("records")
+    return (reports, result.messages, _lake(data_root), quarantine), result
 
 
 def _both_paths(
-    monkeypatch: pytest.MonkeyPatch, raw: Path, tmp_path: Path, config: IngestConfig = LENIENT
-) -> tuple[tuple, tuple, _Spy]:
+    raw: Path, tmp_path: Path, config: IngestConfig = LENIENT
+) -> tuple[tuple, tuple, tuple[list[int], list[bool]]]:
     """(outcome with the fast path, outcome with the exact path only, what the fast path did)."""
-    spy = _Spy(monkeypatch)
-    fast = _outcome(raw, tmp_path / "fast", config)
-    monkeypatch.setattr(ingest_module, "_FAST_TYPES", {})
-    exact = _outcome(raw, tmp_path / "exact", config)
-    return fast, exact, spy
+    fast, result = _outcome(raw, tmp_path / "fast", config)
+    exact, exact_result = _outcome(
+        raw, tmp_path / "exact", config.model_copy(update={"fast_path": False})
+    )
+    assert _ratings_paths(exact_result) == ([0], [False])
+    return fast, exact, _ratings_paths(result)
 
 
-def test_clean_file_takes_the_fast_path_and_matches_the_exact_path(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_clean_file_takes_the_fast_path_and_matches_the_exact_path(tmp_path: Path) -> None:
     raw = _raw(tmp_path / "raw", _ratings(3000))
-    fast, exact, spy = _both_paths(monkeypatch, raw, tmp_path)
-    assert (spy.parsed, spy.clean) == ([True], [True])
+    fast, exact, paths = _both_paths(raw, tmp_path)
+    assert paths == ([1], [True])
     assert fast == exact
     lake = fast[2]
     assert len(lake) == 3000 and [r[5] for r in lake] == list(range(1, 3001))
@@ -213,17 +228,15 @@ def test_clean_file_takes_the_fast_path_and_matches_the_exact_path(
         assert set(table.column("source_file").to_pylist()) == {"ratings.dat"}
 
 
-def test_one_bad_line_in_a_later_chunk_keeps_exact_line_numbers(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_one_bad_line_in_a_later_chunk_keeps_exact_line_numbers(tmp_path: Path) -> None:
     lines = _ratings(70_000)  # about 1.6 MiB: two 1-MiB chunks
     lines[60_000] = "7::8::9::1"  # rating out of range, in the second chunk
     lines[65_000] = "7::8"  # wrong field count
     lines.insert(55_000, "")  # a blank line shifts the numbers after it
     raw = _raw(tmp_path / "raw", lines)
     config = IngestConfig(max_bad_share=1.0, chunk_mib=1)
-    fast, exact, spy = _both_paths(monkeypatch, raw, tmp_path, config)
-    assert (spy.parsed, spy.clean) == ([True, False], [])  # one exact chunk: the file goes exact
+    fast, exact, paths = _both_paths(raw, tmp_path, config)
+    assert paths == ([1], [False])  # one chunk parsed fast, one exact: the file went exact
     assert fast == exact
     quarantine = [(q["line_number"], q["reason"]) for q in fast[3]]
     assert quarantine == [
@@ -235,11 +248,17 @@ def test_one_bad_line_in_a_later_chunk_keeps_exact_line_numbers(
 
 
 @pytest.mark.parametrize(
-    "change",
-    ["duplicate", "conflict", "unknown_user", "bad_rating"],
+    ("change", "reason"),
+    [
+        ("duplicate", None),
+        ("conflict", "duplicate key of line 11 with other values"),
+        ("unknown_user", "user_id 999 is not a row of users"),
+        ("unknown_movie", "movie_id 81 is not a row of movies"),
+        ("bad_rating", "rating: in_range(1, 5) failed (got 0)"),
+    ],
 )
 def test_clean_parse_with_bad_values_falls_back_to_the_exact_path(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, change: str
+    tmp_path: Path, change: str, reason: str | None
 ) -> None:
     lines = _ratings(500)
     if change == "duplicate":
@@ -249,46 +268,51 @@ def test_clean_parse_with_bad_values_falls_back_to_the_exact_path(
         lines.append(f"{u}::{m}::{int(r) % 5 + 1}::{t}")
     elif change == "unknown_user":
         lines.append("999::1::3::1")
+    elif change == "unknown_movie":
+        lines.append("1::81::3::1")
     else:
         lines.append("1::1::0::1")
     raw = _raw(tmp_path / "raw", lines)
-    fast, exact, spy = _both_paths(monkeypatch, raw, tmp_path)
-    assert (spy.parsed, spy.clean) == ([True], [False])
+    fast, exact, paths = _both_paths(raw, tmp_path)
+    assert paths == ([1], [False])
     assert fast == exact
     assert sum(r[2] for r in fast[0] if r[0] == "ratings") == 500
+    assert [(q["line_number"], q["reason"]) for q in fast[3]] == ([(501, reason)] if reason else [])
 
 
-def test_rows_already_in_the_lake_fall_back_and_new_files_stay_fast(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_rows_already_in_the_lake_fall_back_and_new_files_stay_fast(tmp_path: Path) -> None:
     lines = _ratings(400)
     raw = _raw(tmp_path / "raw", lines[:300])
-    spy = _Spy(monkeypatch)
     data_root = tmp_path / "data"
-    ingest_raw_dir(raw, data_root, LENIENT, ingest_date="2026-01-01")
+    first = ingest_dataset(raw, data_root, SPEC, LENIENT, ingest_date="2026-01-01")
     (raw / "ratings-2.dat").write_text("\n".join(lines[300:]) + "\n", encoding="latin-1")
     (raw / "ratings-3.dat").write_text("\n".join(lines[250:350]) + "\n", encoding="latin-1")
-    result = ingest_raw_dir(raw, data_root, LENIENT, ingest_date="2026-01-02")
-    assert spy.clean == [True, True, False]
+    result = ingest_dataset(raw, data_root, SPEC, LENIENT, ingest_date="2026-01-02")
+    assert _ratings_paths(first)[1] + _ratings_paths(result)[1] == [True, True, False]
     day2 = {s.path.name: (s.kept, s.already_in_lake) for s in result.sources}
     assert day2["ratings-2.dat"] == (100, 0)
     assert day2["ratings-3.dat"] == (0, 100)
     assert [r[5] for r in _lake(data_root) if r[4] == "ratings-2.dat"] == list(range(1, 101))
 
 
-def test_same_ratings_twice_in_one_run_is_read_once(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_same_ratings_twice_in_one_run_is_read_once(tmp_path: Path) -> None:
     raw = _raw(tmp_path / "raw", _ratings(200))
     (raw / "ratings-copy.dat").write_bytes((raw / "ratings.dat").read_bytes())
-    spy = _Spy(monkeypatch)
-    result = ingest_raw_dir(raw, tmp_path / "data", LENIENT)
+    result = ingest_dataset(raw, tmp_path / "data", SPEC, LENIENT)
     assert [(s.path.name, s.status) for s in result.sources if s.table == "ratings"] == [
         ("ratings-copy.dat", "ingested"),
         ("ratings.dat", "skipped"),
     ]
-    assert (spy.parsed, spy.clean) == ([True], [True])
+    assert _ratings_paths(result) == ([1], [True])
     assert not [t for t in threading.enumerate() if t.name == "ingest-prefetch"]
+
+
+def _spec_reading(**files: list[str]) -> DatasetSpec:
+    """The ml-1m spec with other file globs for some tables."""
+    tables = [
+        t.model_copy(update={"files": files[t.name]}) if t.name in files else t for t in SPEC.tables
+    ]
+    return SPEC.model_copy(update={"tables": tables})
 
 
 def test_failed_run_stops_the_background_reader(tmp_path: Path) -> None:
@@ -296,8 +320,9 @@ def test_failed_run_stops_the_background_reader(tmp_path: Path) -> None:
     (raw / "users.dat").write_bytes(b"")
     (raw / "users.dat.gz").write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
     config = IngestConfig(max_bad_share=1.0, chunk_mib=1)
+    spec = _spec_reading(users=["users*.dat*"])
     with pytest.raises(IngestError, match=r"users.dat.gz: corrupt gzip data"):
-        ingest_raw_dir(raw, tmp_path / "data", config)
+        ingest_dataset(raw, tmp_path / "data", spec, config)
     assert not [t for t in threading.enumerate() if t.name == "ingest-prefetch"]
 
 
@@ -308,7 +333,45 @@ def test_corrupt_ratings_gzip_read_in_the_background_fails_clearly(tmp_path: Pat
     corrupt = good[:20] + bytes(b ^ 0xFF for b in good[20:40]) + good[40:]
     (raw / "ratings.dat.gz").write_bytes(corrupt)
     with pytest.raises(IngestError, match=r"ratings.dat.gz: corrupt gzip data .*nothing was added"):
-        ingest_raw_dir(raw, tmp_path / "data", LENIENT)
+        ingest_dataset(raw, tmp_path / "data", SPEC, LENIENT)
+
+
+def test_other_shapes_take_the_fast_path_too(tmp_path: Path) -> None:
+    # The fast path follows the table's shape, not its name: the same ratings as a tab-separated
+    # file, read through a spec that says so, are typed in one go and give the exact path's lake.
+    lines = [line.replace("::", "\t") for line in _ratings(300)]
+    raw = _raw(tmp_path / "raw", [])
+    (raw / "ratings.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    spec = SPEC.model_copy(
+        update={
+            "tables": [
+                t.model_copy(update={"delimiter": "\t"}) if t.name == "ratings" else t
+                for t in SPEC.tables
+            ]
+        }
+    )
+    outcomes = []
+    for config in (LENIENT, EXACT):
+        result = ingest_dataset(raw, tmp_path / str(config.fast_path), spec, config)
+        outcomes.append([s.fast for s in result.sources])
+    assert outcomes == [[True, True, True], [False, False, False]]
+    assert ingest_module.fast_parser(spec.table("ratings"), 65_536) is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "fast"),
+    [
+        ({}, True),
+        ({"header": True}, False),
+        ({"quote": '"', "delimiter": ","}, False),
+        ({"format": "parquet"}, False),
+        ({"null_values": ["", "0"]}, False),
+        ({"delimiter": "€"}, False),
+    ],
+)
+def test_fast_parser_follows_the_table_shape(change: dict[str, Any], fast: bool) -> None:
+    table: TableSpec = SPEC.table("ratings").model_copy(update=change)
+    assert (ingest_module.fast_parser(table, 65_536) is not None) is fast
 
 
 @settings(max_examples=300, deadline=None)
@@ -339,7 +402,7 @@ def test_key_repeat_check_agrees_with_a_set_of_tuples(
         np.array([k[2] for k in keys], dtype=np.int64),
     ]
     expected = len(set(keys)) < len(keys)
-    result = ingest_module._keys_repeat(columns)
+    result = keys_repeat(columns)
     spans = [int(c.max()) - int(c.min()) + 1 for c in columns]
     if spans[0] * spans[1] * spans[2] >= 2**63:
         assert result is None
@@ -352,12 +415,12 @@ def test_key_repeat_check_finds_a_repeat_hidden_behind_a_unique_looking_prefix()
     # the timestamps decide
     users = np.array([1, 2, 1], dtype=np.int32)
     movies = np.array([5, 6, 5], dtype=np.int32)
-    assert ingest_module._keys_repeat([users, movies, np.array([9, 9, 10])]) is False
-    assert ingest_module._keys_repeat([users, movies, np.array([9, 9, 9])]) is True
+    assert keys_repeat([users, movies, np.array([9, 9, 10])]) is False
+    assert keys_repeat([users, movies, np.array([9, 9, 9])]) is True
     # a column spanning all of int32 packs into int64 without overflow
     wide = np.array([-(2**31), 2**31 - 1, -(2**31)], dtype=np.int32)
-    assert ingest_module._keys_repeat([wide]) is True
-    assert ingest_module._keys_repeat([wide[:2]]) is False
+    assert keys_repeat([wide]) is True
+    assert keys_repeat([wide[:2]]) is False
 
 
 def test_a_clean_file_that_fails_to_write_fails_the_ingest_and_adds_nothing(
@@ -368,17 +431,45 @@ def test_a_clean_file_that_fails_to_write_fails_the_ingest_and_adds_nothing(
     raw = _raw(tmp_path / "raw", _ratings(300))
     copy_clean = ingest_module._Run._copy_clean
 
-    def failing_copy(run: ingest_module._Run, table: str, *args: Any) -> None:
-        if table == "users":
+    def failing_copy(run: ingest_module._Run, table: TableSpec, *args: Any) -> None:
+        if table.name == "users":
             raise OSError("No space left on device")
         copy_clean(run, table, *args)
 
     monkeypatch.setattr(ingest_module._Run, "_copy_clean", failing_copy)
     data_root = tmp_path / "data"
     with pytest.raises(OSError, match="No space left"):
-        ingest_raw_dir(raw, data_root, LENIENT)
-    lake = data_root / "lake" / "ml1m"
+        ingest_dataset(raw, data_root, SPEC, LENIENT)
+    lake = data_root / "lake" / DATASET
     assert sorted(p.name for p in lake.iterdir()) == [".ingest.lock"]  # no table, no manifest
     monkeypatch.undo()
-    result = ingest_raw_dir(raw, data_root, LENIENT)  # the files are not marked as ingested
+    result = ingest_dataset(raw, data_root, SPEC, LENIENT)  # the files are not marked as ingested
     assert (result.added("users"), result.added("movies"), result.added("ratings")) == (50, 80, 300)
+
+
+_FIELD = st.one_of(
+    st.integers(0, 120).map(str),
+    st.sampled_from(["007", "-3", "+4", "", " 5", "x", "1.5", "99999999999", "2147483648"]),
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(_FIELD, min_size=4, max_size=4).map("::".join),
+            st.lists(_FIELD, min_size=3, max_size=5).map("::".join),
+            st.sampled_from(["", "1:::2::3::4", "1::2::3::4\r", "1\t2\t3\t4"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_any_ratings_file_gives_the_same_outcome_on_both_paths(lines: list[str]) -> None:
+    # Clean or not, whatever the fast parser makes of a file, the lake, quarantine, counts and
+    # messages are those of the exact path.
+    with tempfile.TemporaryDirectory() as folder:
+        tmp_path = Path(folder)
+        raw = _raw(tmp_path / "raw", lines, users=120, movies=120)
+        fast, exact, _ = _both_paths(raw, tmp_path)
+        assert fast == exact

@@ -1,7 +1,9 @@
-"""The users/movies fast path (Arrow split of clean files) gives what the exact path gives."""
+"""The text fast path (Arrow split of clean files, e.g. users/movies) gives what the exact path
+gives."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +11,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flip_core.config import IngestConfig
-from flip_core.lake import ingest as ingest_module
-from flip_core.lake import ingest_raw_dir, lake_table_glob, read_quarantine
+from flip_core.lake import ingest_dataset, lake_table_glob, read_quarantine
 from flip_core.lake.lines import parse_text_lines
+from tests.features_support import ml1m_spec
 
 USERS = {
     "user_id": pa.int32(),
@@ -24,6 +28,8 @@ USERS = {
 }
 MOVIES = {"movie_id": pa.int32(), "title": pa.string(), "genres": pa.string()}
 LENIENT = IngestConfig(max_bad_share=1.0)
+SPEC = ml1m_spec()
+DATASET = SPEC.name
 
 
 def _parse(
@@ -31,8 +37,10 @@ def _parse(
     fields: dict[str, pa.DataType] = USERS,
     max_line: int = 65_536,
     enc: str = "latin-1",
+    delimiter: str = "::",
+    nulls: tuple[str, ...] = ("",),
 ) -> pa.Table | None:
-    table = parse_text_lines(data, 5, fields, max_line, enc)
+    table = parse_text_lines(data, 5, fields, max_line, enc, delimiter, nulls)
     lines = data.count(b"\n") + (not data.endswith(b"\n"))
     assert table is None or table.num_rows == lines  # one row per line, or refused
     return table
@@ -79,6 +87,21 @@ def test_parse_text_lines_refuses_anything_not_plain(bad: bytes) -> None:
     assert _parse(bad) is None
 
 
+def test_parse_text_lines_takes_any_delimiter_int64_and_refuses_null_spellings() -> None:
+    wide = {"n": pa.int64(), "name": pa.string()}
+    table = _parse(b"123456789012345678\ta b\n7\tc\n", wide, delimiter="\t")
+    assert table is not None
+    assert table.to_pydict() == {
+        "n": [123456789012345678, 7],
+        "name": ["a b", "c"],
+        "line_number": [5, 6],
+    }
+    assert _parse(b"1234567890123456789\tx\n", wide, delimiter="\t") is None  # 19 digits: exact
+    assert _parse(b"1|x\n", wide, delimiter="|") is not None
+    assert _parse(b"1|NA\n", wide, delimiter="|", nulls=("", "NA")) is None
+    assert _parse(b"1|\n", wide, delimiter="|") is None  # an empty text field is a null
+
+
 def test_parse_text_lines_limits_and_encodings() -> None:
     line = b"1::F::1::10::48067\n"
     assert _parse(line, max_line=18) is not None and _parse(line, max_line=17) is None
@@ -111,47 +134,39 @@ def _table(data_root: Path, table: str, order: str) -> list[tuple[Any, ...]]:
     with duckdb.connect() as con:
         return con.execute(
             f"SELECT * FROM read_parquet(?) ORDER BY {order}",
-            [lake_table_glob(data_root, "ml1m", table)],
+            [lake_table_glob(data_root, DATASET, table)],
         ).fetchall()
 
 
-def _outcome(raw: Path, data_root: Path) -> tuple[Any, ...]:
-    result = ingest_raw_dir(raw, data_root, LENIENT, ingest_date="2026-01-01")
+def _outcome(
+    raw: Path, data_root: Path, config: IngestConfig
+) -> tuple[tuple[Any, ...], list[bool]]:
+    """(what the ingest did and left, whether each dimension file took the fast path)."""
+    result = ingest_dataset(raw, data_root, SPEC, config, ingest_date="2026-01-01")
     reports = [
         (s.table, s.lines, s.kept, s.quarantined, s.duplicates, s.already_in_lake, s.blank_lines)
         for s in result.sources
     ]
-    quarantine = read_quarantine(data_root, "ml1m").to_dict("records")
+    quarantine = read_quarantine(data_root, DATASET).to_dict("records")
     users = _table(data_root, "users", "user_id")
     movies = _table(data_root, "movies", "movie_id")
-    return reports, result.messages, users, movies, quarantine
+    fast = [s.fast for s in result.sources if s.table != "ratings"]
+    return (reports, result.messages, users, movies, quarantine), fast
 
 
-def _both_paths(
-    monkeypatch: pytest.MonkeyPatch, raw: Path, tmp_path: Path
-) -> tuple[tuple[Any, ...], tuple[Any, ...], list[bool]]:
+def _both_paths(raw: Path, tmp_path: Path) -> tuple[tuple[Any, ...], tuple[Any, ...], list[bool]]:
     """(outcome with the fast path, with the exact path only, fast clean writes per file)."""
-    clean: list[bool] = []
-    write = ingest_module._Run._write_clean
-
-    def spy(run: ingest_module._Run, table: str, *args: Any) -> bool:
-        done = write(run, table, *args)
-        if table != "ratings":
-            clean.append(done)
-        return done
-
-    monkeypatch.setattr(ingest_module._Run, "_write_clean", spy)
-    fast = _outcome(raw, tmp_path / "fast")
-    monkeypatch.setattr(ingest_module, "_FAST_FIELDS", {})
-    exact = _outcome(raw, tmp_path / "exact")
+    fast, clean = _outcome(raw, tmp_path / "fast", LENIENT)
+    exact, none = _outcome(raw, tmp_path / "exact", LENIENT.model_copy(update={"fast_path": False}))
+    assert not any(none)
     return fast, exact, clean
 
 
 def test_clean_dimension_files_take_the_fast_path_and_match_the_exact_path(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     raw = _write_raw(tmp_path / "raw", _clean_users(), _clean_movies())
-    fast, exact, clean = _both_paths(monkeypatch, raw, tmp_path)
+    fast, exact, clean = _both_paths(raw, tmp_path)
     assert clean == [True, True]
     assert fast == exact
     assert len(fast[2]) == 39 and len(fast[3]) == 29 and fast[4] == []
@@ -163,6 +178,8 @@ def test_clean_dimension_files_take_the_fast_path_and_match_the_exact_path(
         pa.int32(),
         pa.int32(),
         pa.string(),
+        pa.string(),  # source_file
+        pa.int64(),  # line_number
     ]
 
 
@@ -184,27 +201,60 @@ DIRTY = {
 
 @pytest.mark.parametrize("case", sorted(DIRTY))
 def test_dirty_dimension_files_give_the_same_rows_reasons_and_messages(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: str
+    tmp_path: Path, case: str
 ) -> None:
     extra_users, extra_movies = DIRTY[case]
     users, movies = _clean_users(), _clean_movies()
     raw = _write_raw(tmp_path / "raw", users[:20] + extra_users + users[20:], movies + extra_movies)
-    fast, exact, clean = _both_paths(monkeypatch, raw, tmp_path)
+    fast, exact, clean = _both_paths(raw, tmp_path)
     assert fast == exact
     assert fast[1] or fast[4]  # a note or a quarantined row
     assert clean.count(True) == (not extra_users) + (not extra_movies)  # dirty files went exact
 
 
-def test_dimension_keys_in_the_lake_go_the_exact_way(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_dimension_keys_in_the_lake_go_the_exact_way(tmp_path: Path) -> None:
     users = _clean_users()
     raw = _write_raw(tmp_path / "raw", users[:30], _clean_movies())
     data_root = tmp_path / "data"
-    ingest_raw_dir(raw, data_root, LENIENT, ingest_date="2026-01-01")
+    ingest_dataset(raw, data_root, SPEC, LENIENT, ingest_date="2026-01-01")
     changed = users[25].replace("::10026", "::99999")
     (raw / "users.dat").write_bytes("".join([*users[20:25], changed, *users[30:]]).encode())
-    result = ingest_raw_dir(raw, data_root, LENIENT, ingest_date="2026-01-02")
+    result = ingest_dataset(raw, data_root, SPEC, LENIENT, ingest_date="2026-01-02")
     report = next(s for s in result.sources if s.table == "users")
-    assert (report.kept, report.already_in_lake, report.quarantined) == (9, 5, 1)
-    assert "user_id 26 is in the lake with other attributes" in report.problems[0]
+    assert (report.kept, report.already_in_lake, report.quarantined, report.fast) == (
+        9,
+        5,
+        1,
+        False,
+    )
+    assert report.problems[0] == (
+        "users.dat line 6: key already in the lake with other values (users.dat line 26)"
+    )
+
+
+_TEXT = st.sampled_from(
+    ["M", "F", "X", "", "1", "25", "007", "-1", "a:b", "Café", "\t", " 7", "48067"]
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(_TEXT, min_size=5, max_size=5).map("::".join),
+            st.lists(_TEXT, min_size=4, max_size=6).map("::".join),
+            st.sampled_from(["", "9::M::25::3::10009\r", "10:::M::25::3::1"]),
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_any_users_file_gives_the_same_outcome_on_both_paths(lines: list[str]) -> None:
+    # Clean or not, whatever the text parser makes of a file, the lake, quarantine, counts and
+    # messages are those of the exact path.
+    with tempfile.TemporaryDirectory() as folder:
+        tmp_path = Path(folder)
+        users = [f"{line}\n" for line in lines]
+        raw = _write_raw(tmp_path / "raw", _clean_users()[:3] + users, _clean_movies())
+        fast, exact, _ = _both_paths(raw, tmp_path)
+        assert fast == exact

@@ -1,4 +1,4 @@
-"""One test per malformed-input case: exact rows kept / quarantined and the message."""
+"""One test per malformed-input case (ml-1m spec): exact rows kept / quarantined and the message."""
 
 from __future__ import annotations
 
@@ -12,12 +12,17 @@ from flip_core.config import IngestConfig
 from flip_core.lake import (
     BadShareError,
     IngestError,
-    ingest_raw_dir,
+    IngestResult,
+    ingest_dataset,
     lake_dir,
     lake_table_glob,
     load_manifest,
     read_quarantine,
 )
+from tests.features_support import ml1m_spec
+
+SPEC = ml1m_spec()
+DATASET = SPEC.name
 
 GOOD = 20  # good rating lines in every test file
 LENIENT = IngestConfig(max_bad_share=1.0)
@@ -40,8 +45,8 @@ def _raw(tmp_path: Path, ratings: bytes, name: str = "ratings.dat") -> Path:
 
 def _ingest(
     tmp_path: Path, ratings: bytes, config: IngestConfig = LENIENT, name: str = "ratings.dat"
-):
-    return ingest_raw_dir(_raw(tmp_path, ratings, name), tmp_path / "data", config)
+) -> IngestResult:
+    return ingest_dataset(_raw(tmp_path, ratings, name), tmp_path / "data", SPEC, config)
 
 
 def _lines_bytes(lines: list[str], end: str = "\n") -> bytes:
@@ -49,12 +54,12 @@ def _lines_bytes(lines: list[str], end: str = "\n") -> bytes:
 
 
 def _quarantine(tmp_path: Path) -> list[tuple[str, int, str]]:
-    q = read_quarantine(tmp_path / "data", "ml1m")
+    q = read_quarantine(tmp_path / "data", DATASET)
     return list(zip(q["source_file"], q["line_number"].astype(int), q["reason"], strict=True))
 
 
 def _lake_ratings(tmp_path: Path) -> list[tuple]:
-    glob = lake_table_glob(tmp_path / "data", "ml1m", "ratings")
+    glob = lake_table_glob(tmp_path / "data", DATASET, "ratings")
     with duckdb.connect() as con:
         return con.execute(
             "SELECT user_id, movie_id, rating, timestamp, source_file, line_number "
@@ -69,7 +74,7 @@ def _with_bad(bad: str, at: int = 7) -> list[str]:
     return lines
 
 
-def _assert_one_bad(tmp_path: Path, result, line: int, reason: str) -> None:
+def _assert_one_bad(tmp_path: Path, result: IngestResult, line: int, reason: str) -> None:
     assert result.added("ratings") == GOOD
     assert result.quarantined("ratings") == 1
     assert _quarantine(tmp_path) == [("ratings.dat", line, reason)]
@@ -99,9 +104,9 @@ def test_wrong_delimiter_file_fails_and_leaves_lake_without_ratings(tmp_path: Pa
     )
     assert "Nothing was added to the lake" in message
     assert len(_quarantine(tmp_path)) == 20
-    root = lake_dir(tmp_path / "data", "ml1m")
+    root = lake_dir(tmp_path / "data", DATASET)
     assert not list(root.rglob("*.parquet"))
-    assert load_manifest(root, "ml1m").sources == []
+    assert load_manifest(root, DATASET).sources == []
 
 
 @pytest.mark.parametrize(
@@ -133,8 +138,12 @@ def test_non_numeric_fields(tmp_path: Path, bad: str, reason: str) -> None:
         ("1::2::6::978300760", "rating: in_range(1, 5) failed (got 6)"),
         ("1::2::0::978300760", "rating: in_range(1, 5) failed (got 0)"),
         ("1::2::3::-5", "timestamp: greater_than_or_equal_to(0) failed (got -5)"),
-        ("99::2::3::978300760", "user_id: 99 is not a user in the lake"),
-        ("1::999::3::978300760", "movie_id: 999 is not a movie in the lake"),
+        ("99::2::3::978300760", "user_id 99 is not a row of users"),
+        ("1::999::3::978300760", "movie_id 999 is not a row of movies"),
+        (
+            "99::999::3::978300760",
+            "user_id 99 is not a row of users; movie_id 999 is not a row of movies",
+        ),
     ],
 )
 def test_out_of_range_values(tmp_path: Path, bad: str, reason: str) -> None:
@@ -146,7 +155,7 @@ def test_out_of_range_users(tmp_path: Path) -> None:
     raw = _raw(tmp_path, _lines_bytes(_good_lines()))
     with (raw / "users.dat").open("a", encoding="latin-1") as handle:
         handle.write("6::X::25::1::12345\n7::M::30::1::12345\n8::F::25::21::12345\n")
-    result = ingest_raw_dir(raw, tmp_path / "data", LENIENT)
+    result = ingest_dataset(raw, tmp_path / "data", SPEC, LENIENT)
     assert result.added("users") == 5
     assert _quarantine(tmp_path) == [
         ("users.dat", 6, "gender: isin(['M', 'F']) failed (got 'X')"),
@@ -167,7 +176,7 @@ def test_c1_control_bytes_in_latin1_title(tmp_path: Path) -> None:
     with (raw / "movies.dat").open("ab") as handle:
         handle.write("21::Caf\xe9 Society (2016)::Drama\n".encode("latin-1"))
         handle.write(b"22::Bad \x85 Title (2016)::Drama\n")
-    result = ingest_raw_dir(raw, tmp_path / "data", LENIENT)
+    result = ingest_dataset(raw, tmp_path / "data", SPEC, LENIENT)
     assert result.added("movies") == GOOD + 1
     assert _quarantine(tmp_path) == [
         ("movies.dat", 22, "invalid bytes: control character U+0085 at column 9")
@@ -175,7 +184,7 @@ def test_c1_control_bytes_in_latin1_title(tmp_path: Path) -> None:
     with duckdb.connect() as con:
         title = con.execute(
             "SELECT title FROM read_parquet(?) WHERE movie_id = 21",
-            [lake_table_glob(tmp_path / "data", "ml1m", "movies")],
+            [lake_table_glob(tmp_path / "data", DATASET, "movies")],
         ).fetchone()
     assert title == ("Café Society (2016)",)
 
@@ -183,14 +192,14 @@ def test_c1_control_bytes_in_latin1_title(tmp_path: Path) -> None:
 def test_nul_bytes(tmp_path: Path) -> None:
     result = _ingest(tmp_path, _lines_bytes(_with_bad("1::2\x00::3::978300760", at=4)))
     _assert_one_bad(tmp_path, result, 4, "invalid bytes: NUL byte at column 5")
-    raw_line = read_quarantine(tmp_path / "data", "ml1m")["raw_line"].iloc[0]
+    raw_line = read_quarantine(tmp_path / "data", DATASET)["raw_line"].iloc[0]
     assert raw_line == "1::2\\x00::3::978300760"
 
 
 def test_very_long_line(tmp_path: Path) -> None:
     result = _ingest(tmp_path, _lines_bytes(_with_bad("1::2::3::" + "9" * 100_000, at=3)))
     _assert_one_bad(tmp_path, result, 3, "line is 100,009 bytes, over the 65,536-byte limit")
-    raw_line = read_quarantine(tmp_path / "data", "ml1m")["raw_line"].iloc[0]
+    raw_line = read_quarantine(tmp_path / "data", DATASET)["raw_line"].iloc[0]
     assert len(raw_line) == 203 and raw_line.endswith("...")
 
 
@@ -255,7 +264,7 @@ def test_corrupt_gzip_fails_clearly_and_adds_nothing(tmp_path: Path) -> None:
     corrupt = good[:20] + bytes(b ^ 0xFF for b in good[20:40]) + good[40:]
     with pytest.raises(IngestError, match=r"ratings.dat.gz: corrupt gzip data .*nothing was added"):
         _ingest(tmp_path, corrupt, name="ratings.dat.gz")
-    root = lake_dir(tmp_path / "data", "ml1m")
+    root = lake_dir(tmp_path / "data", DATASET)
     assert not list(root.rglob("*.parquet"))
     assert not [p for p in root.iterdir() if p.name.startswith(".staging")]
 
@@ -277,7 +286,7 @@ def test_duplicates_inside_a_file_are_kept_once(tmp_path: Path) -> None:
     assert report.duplicates == 2
     assert "ratings.dat: 2 duplicate line(s) inside the file, kept once" in result.messages
     assert _quarantine(tmp_path) == [
-        ("ratings.dat", 23, "duplicate key of line 6 with a different rating")
+        ("ratings.dat", 23, "duplicate key of line 6 with other values")
     ]
 
 
@@ -297,4 +306,32 @@ def test_bad_share_over_limit_fails_with_summary(tmp_path: Path) -> None:
     assert "(4.76%) > limit 1.00%" in str(err.value)
     assert "ratings.dat line 7: rating: in_range(1, 5) failed (got 9)" in str(err.value)
     assert _quarantine(tmp_path) == [("ratings.dat", 7, "rating: in_range(1, 5) failed (got 9)")]
-    assert not list(lake_dir(tmp_path / "data", "ml1m").rglob("*.parquet"))
+    assert not list(lake_dir(tmp_path / "data", DATASET).rglob("*.parquet"))
+
+
+def test_ratings_of_a_quarantined_user_name_the_root_cause(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, _lines_bytes(_good_lines()))
+    users = (raw / "users.dat").read_text(encoding="latin-1").splitlines()
+    users[0] = "1::X::25::1::10001"  # user 1 fails its gender check
+    (raw / "users.dat").write_text("\n".join(users) + "\n", encoding="latin-1")
+    result = ingest_dataset(raw, tmp_path / "data", SPEC, LENIENT)
+    assert (result.added("users"), result.added("ratings")) == (4, GOOD - 4)
+    gender = "gender: isin(['M', 'F']) failed (got 'X')"
+    cause = f"user_id 1 was quarantined (users.dat line 1: {gender})"
+    assert _quarantine(tmp_path) == [
+        *(("ratings.dat", line, cause) for line in (1, 6, 11, 16)),
+        ("users.dat", 1, gender),
+    ]
+
+
+@pytest.mark.parametrize("users", [b"", None])
+def test_ratings_without_any_user_say_users_is_empty(tmp_path: Path, users: bytes | None) -> None:
+    raw = _raw(tmp_path, _lines_bytes(_good_lines()))
+    if users is None:
+        (raw / "users.dat").unlink()
+    else:
+        (raw / "users.dat").write_bytes(users)
+    result = ingest_dataset(raw, tmp_path / "data", SPEC, LENIENT)
+    assert (result.added("ratings"), result.quarantined("ratings")) == (0, GOOD)
+    assert _quarantine(tmp_path) == [("ratings.dat", n, "users is empty") for n in range(1, 21)]
+    assert ("users.dat: empty file, nothing to ingest" in result.messages) == (users is not None)

@@ -14,9 +14,9 @@ from mlflow.tracking import MlflowClient
 
 from flip_core.config import FlipConfig, GateConfig, load_config
 from flip_core.data.feature_map import OOV_ID, FeatureMap
-from flip_core.scoring import RawRowScorer, encode_rows
+from flip_core.scoring import RawRowScorer, encode_rows, example_rows
 from tasks import registry, tracking
-from tasks.pyfunc import EXAMPLE_ROWS, OUTPUT_COLUMN
+from tasks.pyfunc import OUTPUT_COLUMN
 from tests.ctr_models import TrainedModel, raw_source, read_raw_rows, train_flip_id
 
 GATE = GateConfig(min_valid_auc_gain=0.01, max_test_logloss_increase=0.005)
@@ -90,12 +90,14 @@ def _publish(cfg: FlipConfig, model: TrainedModel, name: str) -> registry.Public
         return registry.publish_model(cfg, run.run_id, model.model_dir, metrics, "p1", "hash-1")
 
 
-def _unseen_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    unseen = rows.tail(3)[list(EXAMPLE_ROWS.columns)].copy()
+def _unseen_rows(rows: pd.DataFrame, model_dir: Path) -> pd.DataFrame:
+    """Raw rows with the model's input columns (those of its input example); 3 of them unseen."""
+    columns = list(example_rows(FeatureMap.load(model_dir)).columns)
+    unseen = rows.tail(3)[columns].copy()
     unseen["user_id"] = [10_000_001, 10_000_002, 10_000_003]
     unseen["movie_id"] = [20_000_001, 20_000_002, 20_000_003]
     unseen["zip"] = ["zz-1", "zz-2", "zz-3"]
-    return pd.concat([rows.head(5)[list(EXAMPLE_ROWS.columns)], unseen], ignore_index=True)
+    return pd.concat([rows.head(5)[columns], unseen], ignore_index=True)
 
 
 @pytest.mark.integration
@@ -141,12 +143,12 @@ def test_register_alias_gate_load_and_predict(
     loaded = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     assert loaded.metadata.get_input_schema().input_names()[:2] == ["user_id", "gender"]
     assert loaded.metadata.saved_input_example_info is not None
-    frame = _unseen_rows(rows)
+    live_dir = (longer if expected.promote else trained).model_dir
+    frame = _unseen_rows(rows, live_dir)
     out = loaded.predict(frame)
     probs = out[OUTPUT_COLUMN].to_numpy()
     assert probs.shape == (len(frame),)
     assert np.all((probs > 0) & (probs < 1))
-    live_dir = (longer if expected.promote else trained).model_dir
     local = RawRowScorer.from_pretrained(live_dir)
     np.testing.assert_allclose(probs, local.predict_proba(frame), rtol=1e-6)
     fmap = FeatureMap.load(live_dir)
@@ -196,6 +198,7 @@ def test_trainer_logs_to_a_tracked_stage(
     splits["test"] = rows[n * 9 // 10 :]
     for split, frame in splits.items():
         _write_split(tmp_path / f"{split}.parquet", fmap, frame)
+    fmap.save(tmp_path / "feature_map.json")  # a feature folder: the datasets read its fields
     settings = {
         "epochs": 2, "max_steps": 30, "batch_size": 256, "log_every_steps": 5,
         "eval_every_steps": 10, "progress": False, "device": "cpu", "num_threads": 1,

@@ -13,11 +13,12 @@ import pytest
 from mlflow.entities import Run, RunData, RunInfo, RunTag
 
 from flip_core.config import FlipConfig
-from flip_core.data.feature_map import OOV_ID, FeatureMap, FieldVocab
+from flip_core.data.feature_map import OOV_ID, FeatureMap
 from flip_core.model_card import ModelCardInfo, render_model_card
 from flip_core.plots import reliability_bins
-from flip_core.scoring import RAW_FIELDS, ScoringError, encode_rows, iter_raw_chunks
+from flip_core.scoring import ScoringError, encode_rows, field_values, iter_raw_chunks
 from tasks import tracking
+from tests.features_support import ml1m_feature_map, ml1m_spec
 
 
 def _fmap() -> FeatureMap:
@@ -25,7 +26,7 @@ def _fmap() -> FeatureMap:
         "user_id": ["1", "2"], "gender": ["F", "M"], "age": ["25", "1"], "occupation": ["10"],
         "zip": ["01234"], "movie_id": ["7"], "title": ["A (1999)"], "genres": ["Drama"],
     }  # fmt: skip
-    return FeatureMap([FieldVocab(n, v, [1] * len(v)) for n, v in values.items()])
+    return ml1m_feature_map(values)
 
 
 def test_encode_rows_maps_unseen_missing_and_float_ids() -> None:
@@ -52,10 +53,11 @@ def test_encode_rows_maps_unseen_missing_and_float_ids() -> None:
 
 
 def test_csv_chunks_keep_zip_strings(tmp_path: Path) -> None:
-    frame = pd.DataFrame({name: ["1"] * 5 for name in RAW_FIELDS})
+    columns = ml1m_spec().input_columns()
+    frame = pd.DataFrame({name: ["1"] * 5 for name in columns})
     frame["zip"] = ["01234", "00001", "99999", "12345", "00000"]
     frame.to_csv(tmp_path / "raw.csv", index=False)
-    chunks = list(iter_raw_chunks(tmp_path / "raw.csv", chunk_rows=2))
+    chunks = list(iter_raw_chunks(tmp_path / "raw.csv", chunk_rows=2, columns=columns))
     joined = pd.concat(chunks, ignore_index=True)
     assert joined["zip"].tolist() == frame["zip"].tolist()
     assert joined["user_id"].dtype == np.int64
@@ -160,7 +162,8 @@ def test_plm_variants_score_raw_rows_through_prompts(variant: str, tmp_path: Pat
     assert probs.shape == (3,) and np.all((probs > 0) & (probs < 1))
     one_by_one = [scorer.predict_proba(rows.iloc[[i]])[0] for i in range(3)]
     np.testing.assert_allclose(probs, one_by_one, rtol=1e-5, atol=1e-6)
-    input_ids, mask = scorer.prompts(rows) if scorer.prompts else (None, None)
+    raw = field_values(fmap, rows)
+    input_ids, mask = scorer.prompts(raw) if scorer.prompts else (None, None)
     assert input_ids is not None and mask is not None
     assert "gender is female." in tokenizer.decode(input_ids[0][mask[0] == 1])
 

@@ -45,6 +45,7 @@ def test_nightly_flow_synthesizes_when_no_raw_folder(tmp_path: Path, tiny_plm_di
     raw = Path(result["raw_dir"])
     assert raw.parent == tmp_path / "data" / "raw"
     assert {p.name for p in raw.iterdir()} == {"users.dat", "movies.dat", "ratings.dat"}
+    assert not raw.with_name(raw.name + ".partial").exists()  # written beside, then renamed
 
 
 def test_cli_run_rejects_missing_raw_folder(tmp_path: Path):

@@ -107,7 +107,7 @@ def _prepare_with_fault(data_root: Path) -> str:
 def test_a_step_that_fails_once_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     failed: set[str] = set()
     monkeypatch.setenv("FLIP_FAULTS", "prepare-raw-data:fail-once")
-    monkeypatch.setattr("tasks.faults._failed_once", failed)
+    monkeypatch.setattr("tasks.faults.failed_once", failed)
     assert _prepare_with_fault(tmp_path / "data") == "Completed"
     assert failed == {"prepare-raw-data"}  # the first attempt did fail
 
@@ -119,7 +119,7 @@ def test_parse_faults_and_fail_once(monkeypatch: pytest.MonkeyPatch):
     with pytest.raises(ValueError, match="expected step:action"):
         parse_faults("a")
     monkeypatch.setenv("FLIP_FAULTS", "s:fail-once")
-    monkeypatch.setattr("tasks.faults._failed_once", set())
+    monkeypatch.setattr("tasks.faults.failed_once", set())
     with pytest.raises(ConnectionError, match="injected"):
         inject_faults("s")
     inject_faults("s")  # second attempt passes

@@ -8,24 +8,31 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flip_core.data.prompts import OCCUPATION_NAMES, PromptTemplate, readable_value
-from flip_core.data.protocols import FIELDS
+from flip_core.data.fields import readable_value
+from flip_core.data.prompts import PromptTemplate
+from tests.features_support import ml1m_field, ml1m_spec, ml1m_template
+
+FIELDS = ml1m_spec().field_names
+
+
+def _readable(name: str, raw: object) -> str:
+    return readable_value(ml1m_field(name), raw)
 
 
 def test_readable_values():
-    assert readable_value("gender", "F") == "female"
-    assert readable_value("gender", "M") == "male"
-    assert readable_value("age", 1) == "under 18"
-    assert readable_value("age", 25) == "25-34"
-    assert readable_value("age", 56) == "56+"
-    assert readable_value("occupation", 0) == "other"
-    assert readable_value("occupation", 20) == "writer"
-    assert readable_value("occupation", 4) == "college/grad student"
-    assert len(OCCUPATION_NAMES) == 21
-    genres = readable_value("genres", "Animation|Children's|Comedy")
+    assert _readable("gender", "F") == "female"
+    assert _readable("gender", "M") == "male"
+    assert _readable("age", 1) == "under 18"
+    assert _readable("age", 25) == "25-34"
+    assert _readable("age", 56) == "56+"
+    assert _readable("occupation", 0) == "other"
+    assert _readable("occupation", 20) == "writer"
+    assert _readable("occupation", 4) == "college/grad student"
+    assert len(ml1m_field("occupation").values or {}) == 21
+    genres = _readable("genres", "Animation|Children's|Comedy")
     assert genres == "Animation, Children's, Comedy"
-    assert readable_value("title", "Toy Story (1995)") == "Toy Story (1995)"
-    assert readable_value("zip", None) == "unknown"
+    assert _readable("title", "Toy Story (1995)") == "Toy Story (1995)"
+    assert _readable("zip", None) == "unknown"
 
 
 def test_default_render_is_the_paper_prompt():
@@ -34,7 +41,7 @@ def test_default_render_is_the_paper_prompt():
         "zip": "48067", "movie_id": "1", "title": "Toy Story (1995)",
         "genres": "Animation, Children's, Comedy",
     }  # fmt: skip
-    text, spans = PromptTemplate().render(values)
+    text, spans = ml1m_template().render(values, FIELDS)
     assert text == (
         "user id is 1. gender is female. age is under 18. occupation is K-12 student. "
         "zip code is 48067. movie id is 1. title is Toy Story (1995). "
@@ -66,6 +73,6 @@ def test_char_spans_hold_exactly_the_values(values, before, after, separator):
         separator=separator,
     )
     row = dict(zip(FIELDS, values, strict=True))
-    text, spans = template.render(row)
+    text, spans = template.render(row, FIELDS)
     assert [text[a:b] for a, b in spans] == values
     assert all(b1 <= a2 for (_, b1), (a2, _) in itertools.pairwise(spans))

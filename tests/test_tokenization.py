@@ -11,23 +11,36 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flip_core.data.features import build_splits
-from flip_core.data.prompts import PromptTemplate, readable_value
-from flip_core.data.protocols import FIELDS, get_protocol
+from flip_core.data.fields import readable_value
+from flip_core.data.prompts import PromptTemplate
 from flip_core.data.tokenization import (
     FieldTokenizer,
     TokenizationMismatchError,
     check_against_whole_rows,
     render_and_tokenize,
 )
-from tests.features_support import field_tokenizer, ingest, minilm_tokenizer, roberta_tokenizer
+from flip_core.spec import PromptSpec
+from tests.features_support import (
+    field_tokenizer,
+    ingest,
+    minilm_tokenizer,
+    ml1m_fields,
+    ml1m_protocol,
+    ml1m_spec,
+    ml1m_template,
+    roberta_tokenizer,
+)
 
 TOKENIZERS = {"bert": minilm_tokenizer, "roberta": roberta_tokenizer}
+FIELDS = ml1m_spec().field_names
+SPECS = ml1m_fields()
 
 
 @pytest.fixture(scope="module")
 def split_table(synthetic_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
     root = tmp_path_factory.mktemp("tok")
-    build = build_splits(ingest(synthetic_raw, root / "data"), root, get_protocol("ml1m-time-811"))
+    lake = ingest(synthetic_raw, root / "data")
+    build = build_splits(lake, root, ml1m_spec(), ml1m_protocol("ml1m-time-811"))
     return pa.concat_tables(
         [pq.read_table(build.splits_dir / "splits" / f"{s}.parquet") for s in ("train", "test")]
     )
@@ -40,7 +53,7 @@ def _columns(table: pa.Table) -> dict[str, pa.Array]:
 @pytest.mark.parametrize("name", sorted(TOKENIZERS))
 def test_assembled_ids_equal_whole_row_tokenization(name: str, split_table: pa.Table):
     tokenizer = TOKENIZERS[name]()
-    rows = render_and_tokenize(_columns(split_table), FIELDS, PromptTemplate(), tokenizer, 256)
+    rows = render_and_tokenize(_columns(split_table), SPECS, ml1m_template(), tokenizer, 256)
     texts = rows.text.to_pylist()
     whole = tokenizer(texts)["input_ids"]
     assert rows.input_ids.to_pylist() == whole
@@ -57,7 +70,11 @@ _templates = st.tuples(
     st.sampled_from(["{field} is ", "{field}: ", "", "the {field} = ", "({field}) "]),
     st.sampled_from([".", "", ";", "!", " ."]),
     st.sampled_from([" ", "\n", " | "]),
-).map(lambda t: PromptTemplate(template=t[0] + "{value}" + t[1], separator=t[2]))
+).map(
+    lambda t: PromptTemplate.for_fields(
+        PromptSpec(template=t[0] + "{value}" + t[1], separator=t[2]), SPECS
+    )
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -71,7 +88,7 @@ _templates = st.tuples(
 def test_random_rows_and_templates(values, template, name):
     tokenizer = TOKENIZERS[name]()
     columns = {f: pa.array([row[i] for row in values]) for i, f in enumerate(FIELDS)}
-    rows = render_and_tokenize(columns, FIELDS, template, field_tokenizer(name), 512)
+    rows = render_and_tokenize(columns, SPECS, template, field_tokenizer(name), 512)
     texts = rows.text.to_pylist()
     whole = tokenizer(texts, return_offsets_mapping=True)
     assert rows.input_ids.to_pylist() == whole["input_ids"]
@@ -79,7 +96,7 @@ def test_random_rows_and_templates(values, template, name):
         offsets = whole["offset_mapping"][r]
         for f, value in enumerate(row):
             a, b = (int(x) for x in rows.char_spans[r, f])
-            assert texts[r][a:b] == readable_value(FIELDS[f], value)
+            assert texts[r][a:b] == readable_value(SPECS[f], value)
             s, e = (int(x) for x in rows.token_spans[r, f])
             assert e > s
             inside = [offsets[i] for i in range(s, e)]
@@ -96,9 +113,9 @@ def test_random_rows_and_templates(values, template, name):
 def test_truncation_drops_whole_fields_and_reports_them(name: str, split_table: pa.Table):
     tokenizer = TOKENIZERS[name]()
     table = split_table.slice(0, 200)
-    full = render_and_tokenize(_columns(table), FIELDS, PromptTemplate(), tokenizer, 512)
+    full = render_and_tokenize(_columns(table), SPECS, ml1m_template(), tokenizer, 512)
     limit = int(full.lengths.min()) - 1
-    cut = render_and_tokenize(_columns(table), FIELDS, PromptTemplate(), tokenizer, limit)
+    cut = render_and_tokenize(_columns(table), SPECS, ml1m_template(), tokenizer, limit)
     assert (cut.lengths <= limit).all()
     assert (~cut.kept).any(axis=1).all()  # every row lost at least its last field
     assert not cut.kept[:, -1].any()
@@ -115,7 +132,7 @@ def test_non_separable_template_is_caught():
     tokenizer = minilm_tokenizer()
     columns = {f: pa.array(["play" if i % 2 == 0 else "ing"]) for i, f in enumerate(FIELDS)}
     rows = render_and_tokenize(
-        columns, FIELDS, PromptTemplate(template="{value}", separator=""), tokenizer, 128
+        columns, SPECS, PromptTemplate(template="{value}", separator=""), tokenizer, 128
     )
     with pytest.raises(TokenizationMismatchError, match="pre-tokenizer boundary"):
         check_against_whole_rows(rows, tokenizer, sample=10)

@@ -363,13 +363,14 @@ def test_flip_train_cli_end_to_end(tmp_path: Path, synthetic_raw: Path) -> None:
     from typer.testing import CliRunner
 
     from flip_core.config import FlipConfig
-    from flip_core.data.build import build_splits_from_config
-    from flip_core.lake import ingest_raw_dir
+    from flip_core.data.build import build_splits_from_config, dataset_spec
+    from flip_core.lake import ingest_dataset
     from flip_core.models import IDModel
     from flows.cli import app
 
     config = FlipConfig.model_validate({"paths": {"data_root": str(tmp_path / "data")}})
-    ingest_raw_dir(_sample_raw(synthetic_raw), config.paths.data_root, config.ingest)
+    raw = _sample_raw(synthetic_raw)
+    ingest_dataset(raw, config.paths.data_root, dataset_spec(config), config.ingest)
     splits = build_splits_from_config(config).splits_dir
     runner = CliRunner()
     bad = runner.invoke(app, ["train", "-f", str(splits), "-o", str(tmp_path / "x"), "-m", "dcn"])
@@ -398,8 +399,8 @@ def test_train_id_model_task_trains_then_hits_the_cache(
     from prefect import flow
 
     from flip_core.config import load_config
-    from flip_core.data.build import build_splits_from_config
-    from flip_core.lake import ingest_raw_dir
+    from flip_core.data.build import build_splits_from_config, dataset_spec
+    from flip_core.lake import ingest_dataset
     from flip_core.models import IDModel
     from tasks.train import train_id_model
 
@@ -413,7 +414,7 @@ def test_train_id_model_task_trains_then_hits_the_cache(
             "training.progress=false",
         ],
     )
-    ingest_raw_dir(synthetic_raw, config.paths.data_root, config.ingest)
+    ingest_dataset(synthetic_raw, config.paths.data_root, dataset_spec(config), config.ingest)
     splits = build_splits_from_config(config).splits_dir
 
     @flow

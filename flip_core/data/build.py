@@ -9,35 +9,36 @@ from transformers import PreTrainedTokenizerBase
 
 from flip_core.config import FlipConfig
 from flip_core.data.features import SplitsBuild, build_splits
-from flip_core.data.prompts import PromptTemplate
-from flip_core.data.protocols import SPLITS, get_protocol
 from flip_core.data.render import PromptsBuild, render_features
 from flip_core.data.tokenization import FieldTokenizer, load_tokenizer
 from flip_core.lake import lake_dir
+from flip_core.spec import SPLITS, DatasetSpec, load_dataset_spec, resolve_spec_path
+
+
+def dataset_spec(config: FlipConfig) -> DatasetSpec:
+    """The configured dataset spec (`paths.dataset`)."""
+    return load_dataset_spec(resolve_spec_path(config.paths.dataset))
 
 
 def default_lake_dir(config: FlipConfig) -> Path:
     """`<data_root>/lake/<dataset>`."""
-    return lake_dir(config.paths.data_root, config.ingest.dataset)
+    return lake_dir(config.paths.data_root, dataset_spec(config).name)
 
 
 def features_root(config: FlipConfig) -> Path:
     """`<data_root>/features/<dataset>`; builds live in `<protocol>/<key>/` below it."""
-    return config.paths.data_root / "features" / config.ingest.dataset
-
-
-def prompt_template(config: FlipConfig) -> PromptTemplate:
-    """The configured prompt template."""
-    return PromptTemplate(template=config.features.template, separator=config.features.separator)
+    return config.paths.data_root / "features" / dataset_spec(config).name
 
 
 def build_splits_from_config(config: FlipConfig, lake: Path | None = None) -> SplitsBuild:
     """Splits and vocabularies of the configured protocol (cached by content)."""
     fc = config.features
+    spec = dataset_spec(config)
     return build_splits(
         lake or default_lake_dir(config),
         features_root(config),
-        get_protocol(fc.protocol),
+        spec,
+        spec.protocol(fc.protocol),
         fc.min_count,
         fc.duckdb,
     )
@@ -51,14 +52,15 @@ def render_from_config(
     """Prompt features of a split build with the configured template and PLM tokenizer."""
     fc = config.features
     tok = tokenizer if tokenizer is not None else load_tokenizer(config.plm.name)
-    return render_features(splits_dir, prompt_template(config), tok, fc.max_length, fc.verify_rows)
+    return render_features(splits_dir, tok, fc.max_length, fc.verify_rows)
 
 
 def manifest_lines(manifest: dict[str, Any]) -> list[str]:
     """A readable summary of a feature manifest: rows, positive rates, OOV, token lengths."""
     protocol = manifest["protocol"]
     lines = [
-        f"protocol {protocol['name']}" + (" (LEAKY: no valid split)" if protocol["leaky"] else "")
+        f"dataset {manifest.get('dataset')}, protocol {protocol['name']}"
+        + (" (LEAKY: no valid split)" if protocol["leaky"] else "")
     ]
     for split in SPLITS:
         stats = manifest["splits"].get(split)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from flip_core.config import MASK_RATIO, check_mask_ratio
 from flip_core.data.dataset import RowBatch
 from flip_core.data.feature_map import MASK_ID
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # label of a position or field that no loss scores (torch's default)
 _MLM_STREAM = 1
 _MTM_STREAM = 2
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -65,17 +66,16 @@ class FlipCollate:
     with_text: bool = True
     mlm: bool = False
     mtm: bool = False
-    mlm_ratio: float = 0.15
-    mtm_ratio: float = 0.15
+    mlm_ratio: float = MASK_RATIO
+    mtm_ratio: float = MASK_RATIO
     seed: int = 0
     epoch: int = 0
 
     def __post_init__(self) -> None:
         if self.mlm and (not self.with_text or self.mask_token_id is None):
             raise ValueError("MLM masks need with_text=True and a mask_token_id")
-        for name, ratio in (("mlm_ratio", self.mlm_ratio), ("mtm_ratio", self.mtm_ratio)):
-            if not 0.0 < ratio <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {ratio}")
+        check_mask_ratio(self.mlm_ratio)
+        check_mask_ratio(self.mtm_ratio)
 
     def set_epoch(self, epoch: int) -> None:
         """Draw different masks in a new epoch (same seed + epoch -> same masks)."""

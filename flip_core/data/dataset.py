@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from torch.utils.data import Dataset
 
-from flip_core.data.protocols import FIELDS
+from flip_core.data.feature_map import FeatureMap
 from flip_core.data.sampling import Sample, subset_rows
 
 
@@ -49,9 +49,12 @@ class RowBatch:
 
 
 class FeatureDataset(Dataset[RowBatch]):
-    """Rows of one `{train,valid,test}.parquet` feature file; `max_rows` caps them to a seeded
-    random sample (`sample="random"`, the default) or to the first rows (`sample="first"`).
-    `rows` holds the kept row numbers of the file."""
+    """Rows of one `{train,valid,test}.parquet` feature file.
+
+    The fields (in order) are those of the `feature_map.json` beside the file, unless given.
+    `max_rows` caps the rows to a seeded random sample (`sample="random"`, the default) or to the
+    first rows (`sample="first"`); `rows` holds the kept row numbers of the file.
+    """
 
     def __init__(
         self,
@@ -60,18 +63,20 @@ class FeatureDataset(Dataset[RowBatch]):
         max_rows: int | None = None,
         sample: Sample = "random",
         seed: int = 0,
+        fields: Sequence[str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.with_text = with_text
-        columns = [*FIELDS, "label"] + (["input_ids", "token_spans"] if with_text else [])
+        names = list(fields) if fields is not None else _fields_beside(self.path)
+        columns = [*names, "label"] + (["input_ids", "token_spans"] if with_text else [])
         table = pq.read_table(self.path, columns=columns)
         self.rows = subset_rows(table.num_rows, max_rows, sample, seed)
         if len(self.rows) < table.num_rows:
             table = table.take(self.rows)
         n = table.num_rows
         self.field_ids = np.stack(
-            [table[f].to_numpy().astype(np.int64) for f in FIELDS], axis=1
-        ).reshape(n, len(FIELDS))
+            [table[f].to_numpy().astype(np.int64) for f in names], axis=1
+        ).reshape(n, len(names))
         self.labels = table["label"].to_numpy().astype(np.float32)
         self.token_values: np.ndarray | None = None
         self.token_offsets: np.ndarray | None = None
@@ -82,7 +87,7 @@ class FeatureDataset(Dataset[RowBatch]):
             self.token_offsets = offsets - offsets[0]
             self.token_values = np.asarray(ids.flatten(), dtype=np.int64)
             spans = np.asarray(table["token_spans"].combine_chunks().flatten(), dtype=np.int64)
-            self.token_spans = spans.reshape(n, len(FIELDS), 2)
+            self.token_spans = spans.reshape(n, len(names), 2)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -100,3 +105,11 @@ class FeatureDataset(Dataset[RowBatch]):
             tokens = [self.token_values[s:e] for s, e in zip(starts, ends, strict=True)]
             spans = self.token_spans[idx] if self.token_spans is not None else None
         return RowBatch(idx, self.field_ids[idx], self.labels[idx], tokens, spans)
+
+
+def _fields_beside(path: Path) -> list[str]:
+    """Field names of the `feature_map.json` in the file's folder (or the one above it)."""
+    for folder in (path.parent, path.parent.parent):
+        if (folder / "feature_map.json").is_file():
+            return FeatureMap.load(folder).field_names
+    raise FileNotFoundError(f"no feature_map.json beside {path} (nor in the folder above)")

@@ -2,7 +2,10 @@
 
 Ids `PAD = 0`, `MASK = 1` and `OOV = 2` are reserved in every field; real values start at 3,
 most frequent first. Values are keyed by their string form, so `encode("age", 25)` and
-`encode("age", "25")` agree. Saved as `feature_map.json` next to the features and models.
+`encode("age", "25")` agree. Each field also carries its dataset-spec entry (source columns,
+kind, role, text map) and, for numeric fields, its train-fitted bin edges; the map carries the
+dataset name and prompt template, so a model directory is enough to encode and render raw rows.
+Saved as `feature_map.json` next to the features and models.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from flip_core.spec import FieldSpec, PromptSpec
 
 PAD_ID = 0
 MASK_ID = 1
@@ -30,6 +35,8 @@ class FieldVocab:
     values: list[str]
     counts: list[int]
     oov_count: int = 0
+    spec: FieldSpec | None = None
+    bins: list[float] | None = None
     index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -43,11 +50,22 @@ class FieldVocab:
 
 
 class FeatureMap:
-    """Vocabularies of every field, in field order."""
+    """Vocabularies of every field, in field order; `columns` are the raw input columns (name ->
+    spec type) the fields read, i.e. the scoring input schema."""
 
-    def __init__(self, fields: Sequence[FieldVocab], min_count: int = 1) -> None:
+    def __init__(
+        self,
+        fields: Sequence[FieldVocab],
+        min_count: int = 1,
+        dataset: str | None = None,
+        prompt: PromptSpec | None = None,
+        columns: Mapping[str, str] | None = None,
+    ) -> None:
         self.fields = list(fields)
         self.min_count = min_count
+        self.dataset = dataset
+        self.prompt = prompt or PromptSpec()
+        self.columns = dict(columns) if columns is not None else {f.name: "string" for f in fields}
         self._by_name = {f.name: f for f in self.fields}
 
     @property
@@ -59,6 +77,19 @@ class FeatureMap:
     def vocab_sizes(self) -> list[int]:
         """Embedding table size per field, including the three reserved ids."""
         return [len(f.values) + NUM_RESERVED for f in self.fields]
+
+    def field_spec(self, name: str) -> FieldSpec:
+        """The dataset-spec entry of a field (a plain categorical field when none was saved)."""
+        vocab = self._field(name)
+        return vocab.spec if vocab.spec is not None else FieldSpec(name=name)
+
+    def role_field(self, role: str) -> str | None:
+        """The field that holds `role` (`user` or `item`), if any."""
+        return next((f.name for f in self.fields if f.spec and f.spec.role == role), None)
+
+    def bins(self, name: str) -> list[float] | None:
+        """Bin edges of a numeric field (None for other kinds)."""
+        return self._field(name).bins
 
     def _field(self, name: str) -> FieldVocab:
         try:
@@ -87,10 +118,6 @@ class FeatureMap:
             dtype=np.int64,
         )
 
-    def encode_row(self, row: Mapping[str, Any]) -> list[int]:
-        """Ids of one row given as {field: raw value}, in field order (missing -> OOV)."""
-        return [self.encode(name, row.get(name)) for name in self.field_names]
-
     def decode(self, field_name: str, value_id: int) -> str | None:
         """The raw value (string form) of an id; None for the reserved ids."""
         f = self._field(field_name)
@@ -104,8 +131,18 @@ class FeatureMap:
             "format": FORMAT,
             "reserved": {"PAD": PAD_ID, "MASK": MASK_ID, "OOV": OOV_ID},
             "min_count": self.min_count,
+            "dataset": self.dataset,
+            "prompt": self.prompt.model_dump(mode="json"),
+            "columns": self.columns,
             "fields": [
-                {"name": f.name, "values": f.values, "counts": f.counts, "oov_count": f.oov_count}
+                {
+                    "name": f.name,
+                    "values": f.values,
+                    "counts": f.counts,
+                    "oov_count": f.oov_count,
+                    "spec": None if f.spec is None else f.spec.model_dump(mode="json"),
+                    "bins": f.bins,
+                }
                 for f in self.fields
             ],
         }
@@ -116,10 +153,24 @@ class FeatureMap:
         if data.get("format") != FORMAT:
             raise ValueError(f"not a feature map (format {data.get('format')!r}, want {FORMAT!r})")
         fields = [
-            FieldVocab(f["name"], list(f["values"]), list(f["counts"]), int(f["oov_count"]))
+            FieldVocab(
+                f["name"],
+                list(f["values"]),
+                list(f["counts"]),
+                int(f["oov_count"]),
+                None if f.get("spec") is None else FieldSpec.model_validate(f["spec"]),
+                f.get("bins"),
+            )
             for f in data["fields"]
         ]
-        return cls(fields, min_count=int(data["min_count"]))
+        prompt = data.get("prompt")
+        return cls(
+            fields,
+            min_count=int(data["min_count"]),
+            dataset=data.get("dataset"),
+            prompt=None if prompt is None else PromptSpec.model_validate(prompt),
+            columns=data.get("columns"),
+        )
 
     def save(self, path: Path | str) -> Path:
         """Write `feature_map.json` (into `path` if it is a folder); returns the file."""

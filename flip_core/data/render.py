@@ -1,7 +1,8 @@
 """Prompt stage: split files -> feature files with text, token ids and field spans, plus manifest.
 
-Output folder `<splits_dir>/prompts/<key>/`, keyed by the split build, template, tokenizer and
-max length (a rerun with the same inputs returns at once):
+The fields, their text maps and the prompt template come from the split build's feature map
+(the dataset spec). Output folder `<splits_dir>/prompts/<key>/`, keyed by the split build,
+template, tokenizer and max length (a rerun with the same inputs returns at once):
 
     {train,valid,test}.parquet  ids per field (`<field>`), label, timestamp, text, input_ids,
                                 token_spans / char_spans (F*2 ints: start, end per field)
@@ -23,9 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from transformers import PreTrainedTokenizerBase
 
+from flip_core.data.feature_map import FeatureMap
 from flip_core.data.features import code_hash, read_splits_summary
 from flip_core.data.prompts import PromptTemplate
-from flip_core.data.protocols import FIELDS, SPLITS
 from flip_core.data.tokenization import (
     FieldTokenizer,
     TokenizedRows,
@@ -34,6 +35,7 @@ from flip_core.data.tokenization import (
     render_and_tokenize,
 )
 from flip_core.hashing import text_sha256
+from flip_core.spec import SPLITS
 
 RENDER_VERSION = "prompts/1"
 PERCENTILES = (50, 90, 95, 99, 100)
@@ -52,7 +54,7 @@ def prompts_key(splits_hash: str, template: PromptTemplate, tok_hash: str, max_l
     """Hash identifying one prompt build."""
     spec = {
         "v": RENDER_VERSION,
-        "code": code_hash("render", "tokenization", "prompts"),
+        "code": code_hash("render", "tokenization", "prompts", "fields"),
         "splits": splits_hash,
         "template": template.spec(),
         "tokenizer": tok_hash,
@@ -63,13 +65,16 @@ def prompts_key(splits_hash: str, template: PromptTemplate, tok_hash: str, max_l
 
 def render_features(
     splits_dir: Path,
-    template: PromptTemplate,
     tokenizer: PreTrainedTokenizerBase | FieldTokenizer,
     max_length: int,
     verify_rows: int = 512,
 ) -> PromptsBuild:
     """Render and tokenize every split of a split build (cached by content)."""
     summary = read_splits_summary(splits_dir)
+    feature_map = FeatureMap.load(splits_dir / "feature_map.json")
+    fields = [feature_map.field_spec(name) for name in feature_map.field_names]
+    names = feature_map.field_names
+    template = PromptTemplate.for_fields(feature_map.prompt, fields)
     tokenizer = as_field_tokenizer(tokenizer)
     info = tokenizer.info()
     key = prompts_key(summary["splits_hash"], template, info["hash"], max_length)
@@ -83,7 +88,7 @@ def render_features(
     tables = [pq.read_table(splits_dir / "splits" / f"{s}.parquet") for s in splits]
     combined = pa.concat_tables(tables)
     rows = render_and_tokenize(
-        {f: combined[f"{f}_raw"] for f in FIELDS}, FIELDS, template, tokenizer, max_length
+        {f: combined[f"{f}_raw"] for f in names}, fields, template, tokenizer, max_length
     )
     check_against_whole_rows(rows, tokenizer, verify_rows)
     token_stats: dict[str, Any] = {}
@@ -93,24 +98,24 @@ def render_features(
         part = rows.slice(start, table.num_rows)
         start += table.num_rows
         pq.write_table(
-            _feature_table(table, part),
+            _feature_table(table, part, names),
             tmp / f"{split}.parquet",
             compression="lz4",
-            use_dictionary=[*FIELDS, "label"],
+            use_dictionary=[*names, "label"],
         )
         token_stats[split] = _length_stats(part.lengths)
-        truncation[split] = _truncation_report(part)
+        truncation[split] = _truncation_report(part, names)
     shutil.copy2(splits_dir / "feature_map.json", tmp / "feature_map.json")
-    manifest = _manifest(summary, template, info, max_length, key, token_stats, truncation)
+    manifest = _manifest(summary, names, template, info, max_length, key, token_stats, truncation)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     return PromptsBuild(out, key, cached=False)
 
 
-def _feature_table(table: pa.Table, rows: TokenizedRows) -> pa.Table:
+def _feature_table(table: pa.Table, rows: TokenizedRows, fields: list[str]) -> pa.Table:
     n, f = rows.token_spans.shape[:2]
-    columns: dict[str, Any] = {name: table[name].cast(pa.int32()) for name in FIELDS}
+    columns: dict[str, Any] = {name: table[name].cast(pa.int32()) for name in fields}
     columns["label"] = table["label"].cast(pa.int8())
     columns["timestamp"] = table["timestamp"]
     columns["text"] = rows.text
@@ -134,16 +139,17 @@ def _length_stats(lengths: np.ndarray) -> dict[str, float]:
     return stats
 
 
-def _truncation_report(rows: TokenizedRows) -> dict[str, Any]:
+def _truncation_report(rows: TokenizedRows, fields: list[str]) -> dict[str, Any]:
     lost = ~rows.kept
     return {
         "rows_truncated": int(lost.any(axis=1).sum()),
-        "fields_lost": {name: int(lost[:, i].sum()) for i, name in enumerate(FIELDS)},
+        "fields_lost": {name: int(lost[:, i].sum()) for i, name in enumerate(fields)},
     }
 
 
 def _manifest(
     summary: dict[str, Any],
+    fields: list[str],
     template: PromptTemplate,
     info: dict[str, Any],
     max_length: int,
@@ -152,8 +158,9 @@ def _manifest(
     truncation: dict[str, Any],
 ) -> dict[str, Any]:
     return {
+        "dataset": summary["dataset"],
         "protocol": summary["protocol"],
-        "fields": list(FIELDS),
+        "fields": fields,
         "vocab_sizes": summary["vocab_sizes"],
         "min_count": summary["min_count"],
         "splits": summary["splits"],
@@ -164,6 +171,7 @@ def _manifest(
         "tokenizer": info,
         "hashes": {
             "data": summary["data_hash"],
+            "spec": summary["spec_hash"],
             "splits": summary["splits_hash"],
             "template": text_sha256(json.dumps(template.spec(), sort_keys=True)),
             "tokenizer": info["hash"],

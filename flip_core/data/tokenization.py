@@ -25,7 +25,9 @@ import pyarrow.compute as pc
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from flip_core.data.prompts import PromptTemplate, readable_value
+from flip_core.data.fields import readable_value
+from flip_core.data.prompts import PromptTemplate
+from flip_core.spec import FieldSpec
 from flip_core.hashing import text_sha256
 
 MINILM_ALIAS = "minilm-l6"
@@ -142,7 +144,7 @@ class TokenizedRows:
 
 def render_and_tokenize(
     columns: Mapping[str, pa.Array | pa.ChunkedArray],
-    fields: Sequence[str],
+    fields: Sequence[FieldSpec],
     template: PromptTemplate,
     tokenizer: PreTrainedTokenizerBase | FieldTokenizer,
     max_length: int,
@@ -181,19 +183,19 @@ def render_and_tokenize(
 
 def _tokenize_pieces(
     columns: Mapping[str, pa.Array | pa.ChunkedArray],
-    fields: Sequence[str],
+    fields: Sequence[FieldSpec],
     template: PromptTemplate,
     backend: Tokenizer,
 ) -> list[_Pieces]:
     encoded, chunks, owner = [], [], []
-    for f, name in enumerate(fields):
-        column = columns[name]
+    for f, spec in enumerate(fields):
+        column = columns[spec.name]
         if isinstance(column, pa.ChunkedArray):
             column = column.combine_chunks()
         dictionary = pc.dictionary_encode(column, null_encoding="encode")
         encoded.append(np.asarray(dictionary.indices, dtype=np.int64))
         for raw in dictionary.dictionary.to_pylist():
-            chunks.append(template.chunk(name, readable_value(name, raw), first=f == 0))
+            chunks.append(template.chunk(spec.name, readable_value(spec, raw), first=f == 0))
             owner.append(f)
     batch = backend.encode_batch([c.text for c in chunks], add_special_tokens=False)
     owners = np.asarray(owner, dtype=np.int64)

@@ -1,13 +1,6 @@
-"""The Parquet lake: raw log ingestion (MovieLens or a dataset spec), validation, quarantine."""
+"""The Parquet lake: raw files described by a dataset spec -> validated lake and quarantine."""
 
-from flip_core.lake.ingest import (
-    BadShareError,
-    IngestError,
-    IngestResult,
-    SourceReport,
-    ingest_raw_dir,
-    read_quarantine,
-)
+from flip_core.lake.ingest import ingest_dataset
 from flip_core.lake.manifest import (
     LakeManifest,
     lake_dir,
@@ -15,29 +8,26 @@ from flip_core.lake.manifest import (
     load_manifest,
     quarantine_dir,
 )
-from flip_core.lake.schemas import LAKE_TABLES, MoviesModel, RatingsModel, UsersModel
-from flip_core.lake.spec_ingest import ingest_spec_dir
-from flip_core.lake.spec_validate import validate_spec_lake
-from flip_core.lake.specs import DatasetSpec, SpecError, load_spec
+from flip_core.lake.reports import (
+    BadShareError,
+    IngestError,
+    IngestResult,
+    SourceReport,
+    read_quarantine,
+)
+from flip_core.lake.spec_validate import LakeValidationError, validate_spec_lake
 
 __all__ = [
-    "LAKE_TABLES",
     "BadShareError",
-    "DatasetSpec",
     "IngestError",
     "IngestResult",
     "LakeManifest",
-    "MoviesModel",
-    "RatingsModel",
+    "LakeValidationError",
     "SourceReport",
-    "SpecError",
-    "UsersModel",
-    "ingest_raw_dir",
-    "ingest_spec_dir",
+    "ingest_dataset",
     "lake_dir",
     "lake_table_glob",
     "load_manifest",
-    "load_spec",
     "quarantine_dir",
     "read_quarantine",
     "validate_spec_lake",

@@ -59,33 +59,33 @@ def open_session(config: DuckDBConfig, temp_directory: Path | None = None) -> Se
     (`.tmp` in the working folder).
     """
     spill = config.temp_directory or temp_directory
-    if not _SHARED.lock.acquire(blocking=False):
+    if not SHARED.lock.acquire(blocking=False):
         return _prepared(_open_database(config, spill), None)
     try:
-        con = _SHARED.database(config, spill).cursor()
+        con = SHARED.database(config, spill).cursor()
     except BaseException:
-        _SHARED.lock.release()
+        SHARED.lock.release()
         raise
-    return _prepared(con, _SHARED.lock.release)
+    return _prepared(con, SHARED.lock.release)
 
 
-class _SharedDatabase:
+class SharedDatabase:
     """The process's database, re-made when the limits change or its spill folder cannot."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()  # held by the session using the database
-        self._database: duckdb.DuckDBPyConnection | None = None
+        self.current: duckdb.DuckDBPyConnection | None = None
         self._limits: tuple[str, int] | None = None
         self._default_spill = ""  # DuckDB's own temp_directory, read when a database opens
 
     def database(self, config: DuckDBConfig, spill: Path | None) -> duckdb.DuckDBPyConnection:
         limits = (config.memory_limit, config.threads)
-        database = self._database
+        database = self.current
         if database is not None and self._limits == limits and self._point_spill(database, spill):
             return database
         self.close()
         database = _open_database(config, None)
-        self._database, self._limits = database, limits
+        self.current, self._limits = database, limits
         self._default_spill = _setting(database, "temp_directory")
         # A new database has spilled nothing: it takes any folder.
         database.execute("SET temp_directory = ?", [self._spill_folder(spill)])
@@ -107,19 +107,19 @@ class _SharedDatabase:
         return str(spill) if spill is not None else self._default_spill
 
     def close(self) -> None:
-        if self._database is not None:
-            self._database.close()
-            self._database, self._limits = None, None
+        if self.current is not None:
+            self.current.close()
+            self.current, self._limits = None, None
 
 
-_SHARED = _SharedDatabase()
+SHARED = SharedDatabase()  # `SHARED.current`: the open database, None while closed
 
 
 def close_shared_database() -> None:
     """Close the process's shared database (its memory goes back); the next session opens a
     new one. Waits while a session uses it."""
-    with _SHARED.lock:
-        _SHARED.close()
+    with SHARED.lock:
+        SHARED.close()
 
 
 atexit.register(close_shared_database)

@@ -6,11 +6,11 @@ included, so a message can point an editor at the exact line. Splitting and byte
 numpy over whole batches; only lines that need it (non-ASCII, bad bytes) touch Python one by one.
 Gzip input is streamed; a truncated stream yields every complete line and flags the partial one.
 
-Fast path (`iter_batches` with a `fast` parser): a batch whose bytes are only digits, `:` and
-line ends, with no blank line, is handed to `parse_int_lines`, which parses it in Arrow's
-multithreaded CSV reader; its line numbers are then simply consecutive. A batch that does not
-qualify, or that the parser refuses, goes through the exact numbered-lines split instead, so
-the two paths give the same rows, line numbers and problems.
+Fast path (`iter_batches` with a `fast` parser): a batch of plain lines of simple fields
+(`parse_int_lines`: integers only, parsed by Arrow's multithreaded CSV reader;
+`parse_text_lines`: integers and text) is typed in one go; its line numbers are then simply
+consecutive. A batch that does not qualify, or that the parser refuses, goes through the exact
+numbered-lines split instead, so the two paths give the same rows, line numbers and problems.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import codecs
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -155,13 +155,30 @@ def _chunks(
         yield _Chunk(carry, dropped, partial=True)
 
 
-_INT_LINE_BYTES = b"0123456789:\n"
+_DIGITS = b"0123456789"
+
+
+def int_delimiter(delimiter: str) -> bool:
+    """Whether `parse_int_lines` can split on `delimiter`: one ASCII punctuation, space or tab
+    character, possibly repeated (`,`, `\\t`, `::`); never a digit or a sign."""
+    char = delimiter[:1]
+    return (
+        delimiter == char * len(delimiter)
+        and char.isascii()
+        and (char in " \t" or (char.isprintable() and not char.isalnum()))
+        and char not in "+-."
+    )
 
 
 def parse_int_lines(
-    data: bytes, first_line: int, types: dict[str, pa.DataType], max_line_bytes: int
+    data: bytes,
+    first_line: int,
+    types: dict[str, pa.DataType],
+    max_line_bytes: int,
+    delimiter: str,
 ) -> pa.Table | None:
-    """Parse `data`, every line `int::int::...` with one field per entry of `types`.
+    """Parse `data`, every line one unsigned integer field per entry of `types` (int32 or int64),
+    separated by `delimiter` (see `int_delimiter`).
 
     Returns the typed columns plus `line_number` (`first_line` onward), one row per line, or
     None when any line is not plainly that (another byte, a blank line, a field count, an empty
@@ -171,8 +188,11 @@ def parse_int_lines(
     """
     if not data:
         return None
-    parsing = Background(lambda: _read_int_csv(data, types), "parse-int-lines")
-    plain = not data.translate(None, _INT_LINE_BYTES) and _short_lines(data, types, max_line_bytes)
+    parsing = Background(lambda: _read_int_csv(data, types, delimiter), "parse-int-lines")
+    allowed = _DIGITS + delimiter[:1].encode("ascii") + b"\n"
+    plain = not data.translate(None, allowed) and _short_lines(
+        data, types, max_line_bytes, len(delimiter)
+    )
     table: pa.Table | None = parsing.result()
     if not plain or table is None:
         return None
@@ -185,17 +205,22 @@ def parse_int_lines(
     return table.append_column("line_number", pa.array(numbers))
 
 
-def _read_int_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table | None:
-    """`data` read by Arrow's CSV reader with `:` as the delimiter, so that each `::` leaves an
-    empty (null-typed) column between two fields of `types`; None if Arrow refuses it."""
-    names = [f"{name}{part}" for name in types for part in ("", ":")][:-1]
+def _read_int_csv(data: bytes, types: dict[str, pa.DataType], delimiter: str) -> pa.Table | None:
+    """`data` read by Arrow's CSV reader with the delimiter's one character, so that a delimiter
+    of n characters leaves n - 1 empty (null-typed) columns between two fields of `types`; None
+    if Arrow refuses it."""
+    gaps = len(delimiter) - 1
+    names = [f"{name}{k * ':'}" for name in types for k in range(gaps + 1)][: -gaps or None]
     column_types = {n: types.get(n, pa.null()) for n in names}
     try:
         return pa_csv.read_csv(
             pa.BufferReader(data),
             read_options=pa_csv.ReadOptions(column_names=names, block_size=1 << 22),
             parse_options=pa_csv.ParseOptions(
-                delimiter=":", quote_char=False, double_quote=False, ignore_empty_lines=False
+                delimiter=delimiter[0],
+                quote_char=False,
+                double_quote=False,
+                ignore_empty_lines=False,
             ),
             # Only an empty field is null (the default list of null spellings costs ~10% of
             # the parse, and no other spelling can get past the byte check anyway).
@@ -207,12 +232,12 @@ def _read_int_csv(data: bytes, types: dict[str, pa.DataType]) -> pa.Table | None
         return None
 
 
-# Bytes a plain text line never has: control bytes (tab and CR included: the exact path decides
-# on those), DEL and the latin-1 C1 controls.
+# Bytes a plain text line never has (unless the delimiter has them): control bytes (tab and CR
+# included: the exact path decides on those), DEL and the latin-1 C1 controls.
 _TEXT_REFUSED = bytes([*range(0, 10), *range(11, 32), *range(0x7F, 0xA0)])
 _LATIN_1 = codecs.lookup("latin-1").name
-_SEPARATOR = "::"
-_PLAIN_INT = r"^[0-9]{1,9}$"  # fits int32, no sign: anything else takes the exact path
+# Unsigned integers that surely fit the type: anything else takes the exact path.
+_PLAIN_INT = {"int32": r"^[0-9]{1,9}$", "int64": r"^[0-9]{1,18}$"}
 
 
 def parse_text_lines(
@@ -221,59 +246,78 @@ def parse_text_lines(
     fields: dict[str, pa.DataType],
     max_line_bytes: int,
     encoding: str,
+    delimiter: str,
+    nulls: Sequence[str] = ("",),
 ) -> pa.Table | None:
-    """Parse `data`, every line one `::`-separated field per entry of `fields` (int32 or string).
+    """Parse `data`, every line one `delimiter`-separated field per entry of `fields` (int32,
+    int64 or string).
 
     Returns the columns plus `line_number` (`first_line` onward), one row per line, or None
     when a line is not plainly that, so the caller takes the exact path: a refused byte
-    (`_TEXT_REFUSED`), a byte over 0x7f unless `encoding` is latin-1, a blank line, `:::`,
-    another field count, an int32 field that is not 1 to 9 digits, a line over
-    `max_line_bytes`. Text fields are the decoded text between the separators, as the exact
-    path's `string_split` gives them.
+    (`_TEXT_REFUSED`), a byte over 0x7f unless `encoding` is latin-1, a blank line, a delimiter
+    of several characters followed by its last one again (`:::`), another field count, an
+    integer field that is not 1 to 9 (int32) or 18 (int64) digits, a text field that is a null
+    spelling (`nulls`), a line over `max_line_bytes`. Text fields are the decoded text between
+    the delimiters, as the exact path's `string_split` gives them.
     """
+    refused = _TEXT_REFUSED.translate(None, delimiter.encode("ascii", errors="replace"))
     text_ok = data.isascii() or codecs.lookup(encoding).name == _LATIN_1
     if (
         not data
         or not text_ok
-        or len(data.translate(None, _TEXT_REFUSED)) != len(data)
+        or len(data.translate(None, refused)) != len(data)
         or data.startswith(b"\n")
         or b"\n\n" in data
-        or b":::" in data
+        or (len(delimiter) > 1 and (delimiter + delimiter[-1]).encode("latin-1") in data)
     ):
         return None
     starts, ends = _line_bounds(data)
     if int((ends - starts).max()) > max_line_bytes:
         return None
-    lines = len(ends)
     text = data.decode("latin-1").removesuffix("\n")  # ASCII or latin-1 (checked above)
-    parts = pc.split_pattern(pa.array(text.split("\n"), pa.string()), _SEPARATOR)
+    parts = pc.split_pattern(pa.array(text.split("\n"), pa.string()), delimiter)
     if pc.any(pc.not_equal(pc.list_value_length(parts), len(fields))).as_py():
         return None
-    flat = pc.list_flatten(parts)
-    columns: dict[str, pa.Array] = {}
-    for k, (name, kind) in enumerate(fields.items()):
-        column = flat.take(pa.array(np.arange(k, len(flat), len(fields))))
-        if pa.types.is_int32(kind):
-            if not pc.all(pc.match_substring_regex(column, _PLAIN_INT)).as_py():
-                return None
-            column = column.cast(pa.int32())
-        columns[name] = column
-    columns["line_number"] = pa.array(np.arange(first_line, first_line + lines, dtype=np.int64))
+    columns = _typed_fields(pc.list_flatten(parts), fields, nulls)
+    if columns is None:
+        return None
+    columns["line_number"] = pa.array(np.arange(first_line, first_line + len(ends), dtype=np.int64))
     return pa.table(columns)
 
 
-def _short_lines(data: bytes, types: dict[str, pa.DataType], max_line_bytes: int) -> bool:
-    """No line of `data` (digits, `:`, line ends) is longer than `max_line_bytes`.
+def _typed_fields(
+    flat: pa.Array, fields: dict[str, pa.DataType], nulls: Sequence[str]
+) -> dict[str, pa.Array] | None:
+    """The flattened fields of whole lines split into typed columns, or None if one is not plain."""
+    columns: dict[str, pa.Array] = {}
+    null_texts = pa.array(list(nulls), pa.string())
+    for k, (name, kind) in enumerate(fields.items()):
+        column = flat.take(pa.array(np.arange(k, len(flat), len(fields))))
+        if pa.types.is_integer(kind):
+            if not pc.all(pc.match_substring_regex(column, _PLAIN_INT[str(kind)])).as_py():
+                return None
+            column = column.cast(kind)
+        elif len(null_texts) and pc.any(pc.is_in(column, null_texts)).as_py():
+            return None
+        columns[name] = column
+    return columns
+
+
+def _short_lines(
+    data: bytes, types: dict[str, pa.DataType], max_line_bytes: int, delimiter_bytes: int
+) -> bool:
+    """No line of `data` (digits, delimiters, line ends) is longer than `max_line_bytes`.
 
     A field that parses into an int32/int64 has at most 10/19 significant digits plus its
     leading zeros. If no run of `zeros` zeros occurs in `data`, a field has fewer leading zeros
-    than that, so a line of k fields has at most `digits + k * (zeros - 1) + 2 * (k - 1)` bytes.
+    than that, so a line of k fields has at most `digits + k * (zeros - 1) + d * (k - 1)` bytes
+    (`d`: the delimiter's length).
     `zeros` is the longest run this bound allows (a long needle is also the fastest to look
     for: ~1 ms on 12 MB, against ~3 ms for 20 zeros); else lengths are checked line by line.
     """
     fields = len(types)
     digits = sum(10 if pa.types.is_int32(t) else 19 for t in types.values())
-    zeros = (max_line_bytes - digits - 2 * (fields - 1)) // fields + 1
+    zeros = (max_line_bytes - digits - delimiter_bytes * (fields - 1)) // fields + 1
     if zeros > 1 and b"0" * zeros not in data:
         return True
     starts, ends = _line_bounds(data)
@@ -298,27 +342,36 @@ def _check_encoding(path: Path, encoding: str) -> None:
 
 def _blocks(path: Path, chunk_bytes: int, stats: LineStats) -> Iterator[bytes]:
     if path.suffix == ".gz":
-        yield from _gzip_blocks(path, chunk_bytes, stats)
+        yield from gzip_blocks(path, chunk_bytes, stats)
         return
     with path.open("rb") as handle:
         while block := handle.read(chunk_bytes):
             yield block
 
 
-def _gzip_blocks(path: Path, chunk_bytes: int, stats: LineStats) -> Iterator[bytes]:
+def gzip_blocks(
+    path: Path,
+    chunk_bytes: int,
+    stats: LineStats,
+    *,
+    read_bytes: int = _READ_BYTES,
+    decompressobj: _Inflater | None = None,
+) -> Iterator[bytes]:
     """Decompress a (possibly multi-member) gzip file in blocks of `chunk_bytes` (the last one
     shorter); mark `stats.truncated` if it ends early.
 
     Each inflate call is capped at what the current block still needs, so memory stays bounded
-    however well the data compresses; input is read in large pieces, so a file of a few MiB
-    inflates in one call (one release of the GIL, not one per MiB).
+    however well the data compresses; input is read `read_bytes` at a time (large by default, so
+    a file of a few MiB inflates in one call: one release of the GIL, not one per MiB).
+    `decompressobj` makes the inflater (default: ISA-L's when installed, else zlib's).
     """
-    inflater = _decompressobj(wbits=16 + zlib.MAX_WBITS)
+    new_inflater = decompressobj or _decompressobj
+    inflater = new_inflater(wbits=16 + zlib.MAX_WBITS)
     member_open = False
     pending: list[bytes] = []
     size = 0
     with path.open("rb") as handle:
-        raw = handle.read(_READ_BYTES)
+        raw = handle.read(read_bytes)
         while raw:
             try:
                 out = inflater.decompress(raw, chunk_bytes - size)
@@ -330,14 +383,14 @@ def _gzip_blocks(path: Path, chunk_bytes: int, stats: LineStats) -> Iterator[byt
             if inflater.eof:  # a member ended; another may follow in the same file
                 member_open = False
                 raw = inflater.unused_data
-                inflater = _decompressobj(wbits=16 + zlib.MAX_WBITS)
+                inflater = new_inflater(wbits=16 + zlib.MAX_WBITS)
             else:
                 raw = inflater.unconsumed_tail
             if size >= chunk_bytes:
                 yield b"".join(pending)
                 pending, size = [], 0
             if not raw:
-                raw = handle.read(_READ_BYTES)
+                raw = handle.read(read_bytes)
     if member_open:  # output zlib still holds once the input is spent
         pending.append(inflater.flush())
         member_open = not inflater.eof

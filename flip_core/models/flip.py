@@ -27,7 +27,9 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from flip_core.config import FlipConfig, IDModelConfig
-from flip_core.models.heads import IGNORE_INDEX, HeadResult, ICLHead, MLMHead, MTMHead, MTMLoss
+from flip_core.data.collate import IGNORE_INDEX
+from flip_core.data.feature_map import MASK_ID
+from flip_core.models.heads import HeadResult, ICLHead, MLMHead, MTMHead, MTMLoss
 from flip_core.models.id import IDModel, build_id_model
 from flip_core.models.plm import PLMEncoder, Pooling
 
@@ -334,7 +336,7 @@ def make_masks_disjoint(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     chosen = torch.where(chosen.any(1, keepdim=True), chosen, first_free)
     return {
         **batch,
-        "mtm_field_ids": torch.where(chosen, torch.ones_like(field_ids), field_ids),
+        "mtm_field_ids": torch.where(chosen, torch.full_like(field_ids, MASK_ID), field_ids),
         "mtm_labels": torch.where(chosen, field_ids, torch.full_like(field_ids, IGNORE_INDEX)),
     }
 

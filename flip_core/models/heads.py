@@ -17,8 +17,10 @@ import torch.distributed as dist
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-IGNORE_INDEX = -100
-RESERVED_IDS = 2  # PAD = 0 and MASK = 1 are never targets; OOV = 2 can be
+from flip_core.data.collate import IGNORE_INDEX
+from flip_core.data.feature_map import OOV_ID
+
+RESERVED_IDS = OOV_ID  # PAD = 0 and MASK = 1 (the ids below OOV) are never targets; OOV can be
 
 MTMLoss = Literal["sampled_softmax", "nce"]
 

@@ -20,14 +20,13 @@ from torch.utils.data import Subset
 from flip_core.config import FlipConfig
 from flip_core.data.collate import FlipCollate
 from flip_core.data.dataset import FeatureDataset
-from flip_core.data.feature_map import FeatureMap
+from flip_core.data.feature_map import OOV_ID, FeatureMap
 from flip_core.models.id import IDModel, build_id_model
 from flip_core.training import distributed as ddp
 from flip_core.training.callbacks import TrainerCallback
 from flip_core.training.checkpoint import seed_everything
 from flip_core.training.trainer import Trainer
 
-OOV_ID = 2
 SPLIT_FILES = ("train.parquet", "valid.parquet", "test.parquet")
 
 
@@ -142,14 +141,18 @@ def _save(model: torch.nn.Module, directory: Path, feature_map: Path) -> None:
 def _test_metrics(
     trainer: Trainer, test: FeatureDataset, feature_map: FeatureMap
 ) -> dict[str, float]:
+    """Test metrics, also on warm/cold users (`test_warm_*`, `test_cold_*`) and items
+    (`test_item_warm_*`, `test_item_cold_*`): cold = the field's id is OOV (unseen in train)."""
     metrics = trainer.evaluate(test, "test")
-    if "user_id" not in feature_map.field_names:
-        return metrics
-    users = test.field_ids[:, feature_map.field_names.index("user_id")]
-    for name, rows in (("warm", users != OOV_ID), ("cold", users == OOV_ID)):
-        indices = rows.nonzero()[0].tolist()
-        metrics[f"test_{name}_rows"] = float(len(indices))
-        if indices:
-            part = trainer.evaluate(Subset(test, indices), f"test_{name}")
-            metrics.update({k: v for k, v in part.items() if not k.endswith("_loss")})
+    for role, prefix in (("user", "test_"), ("item", "test_item_")):
+        field = feature_map.role_field(role)
+        if field is None:
+            continue
+        ids = test.field_ids[:, feature_map.field_names.index(field)]
+        for name, rows in (("warm", ids != OOV_ID), ("cold", ids == OOV_ID)):
+            indices = rows.nonzero()[0].tolist()
+            metrics[f"{prefix}{name}_rows"] = float(len(indices))
+            if indices:
+                part = trainer.evaluate(Subset(test, indices), f"{prefix}{name}")
+                metrics.update({k: v for k, v in part.items() if not k.endswith("_loss")})
     return metrics

@@ -4,8 +4,3 @@ CREATE OR REPLACE TEMP MACRO field_count_problem(text, n, expected, sep) AS
         'expected ' || expected || ' fields separated by ''' || sep || ''', found ' || n
         || CASE WHEN n = 1 AND regexp_matches(text, '[,;\t|:]') THEN ' (wrong delimiter?)' ELSE '' END
     END;
-
-CREATE OR REPLACE TEMP MACRO int_problem(name, s, v) AS
-    CASE WHEN s = '' OR ltrim(s, '-0123456789') <> '' OR v IS NULL THEN
-        name || ': not an integer (''' || left(s, 40) || ''')'
-    END;

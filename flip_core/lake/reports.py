@@ -1,0 +1,164 @@
+"""What an ingest run did: per-file reports, the run's result, errors, the quarantine's content."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from flip_core.config import DuckDBConfig
+from flip_core.lake.duck import open_session
+from flip_core.lake.lines import LineStats
+from flip_core.lake.manifest import quarantine_dir
+from flip_core.sql import load_sql
+
+
+class IngestError(ValueError):
+    """The ingest failed; the message says which file and line, and what to do."""
+
+
+class BadShareError(IngestError):
+    """Too many rows were quarantined; nothing was added to the lake (the quarantine is kept)."""
+
+    def __init__(self, message: str, run_id: str, sources: list[SourceReport]) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.sources = sources
+
+
+@dataclass
+class SourceReport:
+    """What happened to one raw file."""
+
+    table: str
+    path: Path
+    sha256: str
+    status: str = "ingested"  # ingested | skipped (same content already in the lake)
+    lines: int = 0
+    kept: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    already_in_lake: int = 0
+    blank_lines: int = 0
+    crlf_lines: int = 0
+    truncated: bool = False
+    fast_batches: int = 0  # batches the fast parser typed
+    fast: bool = False  # written by the fast path: every line plain, every row new and valid
+    problems: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def rows_seen(self) -> int:
+        """Data rows read (blank lines excluded)."""
+        return self.kept + self.quarantined + self.duplicates + self.already_in_lake
+
+
+@dataclass
+class IngestResult:
+    """The outcome of one ingest run."""
+
+    dataset: str
+    lake_dir: Path
+    quarantine_dir: Path
+    ingest_date: str
+    run_id: str
+    sources: list[SourceReport]
+    table_rows: dict[str, int]
+    removed_orphans: list[str] = field(default_factory=list)
+
+    def added(self, table: str) -> int:
+        """Rows this run added to `table`."""
+        return sum(s.kept for s in self.sources if s.table == table and s.status == "ingested")
+
+    def quarantined(self, table: str | None = None) -> int:
+        """Rows this run quarantined (in `table`, or in all tables)."""
+        return sum(s.quarantined for s in self.sources if table in (None, s.table))
+
+    @property
+    def messages(self) -> list[str]:
+        """Every note about the sources, in order."""
+        return [m for s in self.sources for m in s.messages]
+
+    def summary(self) -> str:
+        """A few lines for people: rows added per table, lake totals, notes."""
+        lines = [
+            f"lake {self.lake_dir} (ingest_date={self.ingest_date}, run {self.run_id}):",
+            *(
+                f"  {t}: +{self.added(t):,} rows, {self.quarantined(t):,} quarantined, "
+                f"{self.table_rows.get(t, 0):,} in the lake"
+                for t in self.table_rows
+            ),
+            *(f"  note: {m}" for m in self.messages),
+        ]
+        return "\n".join(lines)
+
+
+def record_line_stats(name: str, stats: LineStats, report: SourceReport) -> None:
+    """Copy a file's line counts into its report, with a message for each oddity."""
+    report.lines = stats.lines
+    report.blank_lines = stats.blank_count
+    report.crlf_lines = stats.crlf_lines
+    report.truncated = stats.truncated
+    if stats.empty:
+        report.messages.append(f"{name}: empty file, nothing to ingest")
+    if stats.blank_count:
+        where = ", ".join(str(n) for n in stats.blank_lines)
+        more = ", ..." if stats.blank_count > len(stats.blank_lines) else ""
+        report.messages.append(
+            f"{name}: skipped {stats.blank_count} blank line(s) (line {where}{more})"
+        )
+    if stats.crlf_lines:
+        report.messages.append(
+            f"{name}: {stats.crlf_lines} line(s) end in CRLF; read as plain line ends"
+        )
+    if stats.truncated:
+        report.messages.append(
+            f"{name}: gzip stream is truncated after line {stats.lines}; the complete lines "
+            "were ingested, fetch the file again for the rest"
+        )
+
+
+def read_quarantine(
+    data_root: Path, dataset: str, duckdb_config: DuckDBConfig | None = None
+) -> pd.DataFrame:
+    """Every quarantined row of a dataset (source file, line number, reason, raw line)."""
+    files = sorted(quarantine_dir(data_root, dataset).glob("*/ingest_date=*/*.parquet"))
+    if not files:
+        return pd.DataFrame(
+            columns=["table_name", "source_file", "line_number", "reason", "raw_line"]
+        )
+    with open_session(duckdb_config or DuckDBConfig()) as con:
+        query = load_sql("ingest/read_quarantine")
+        return con.execute(query, {"files": [str(f) for f in files]}).df()
+
+
+def table_counts(sources: list[SourceReport]) -> dict[str, dict[str, int]]:
+    """Per table: rows read, added, quarantined, duplicates, already in the lake."""
+    counts: dict[str, dict[str, int]] = {}
+    for report in sources:
+        row = counts.setdefault(
+            report.table,
+            {"read": 0, "added": 0, "quarantined": 0, "duplicates": 0, "already_in_lake": 0},
+        )
+        row["read"] += report.rows_seen
+        row["added"] += report.kept
+        row["quarantined"] += report.quarantined
+        row["duplicates"] += report.duplicates
+        row["already_in_lake"] += report.already_in_lake
+    return counts
+
+
+def quarantine_reasons(
+    data_root: Path, dataset: str, run_id: str, duckdb_config: DuckDBConfig | None = None
+) -> dict[str, int]:
+    """Quarantined rows of one run per reason (offending values stripped), most frequent first."""
+    root = quarantine_dir(data_root, dataset)
+    files = sorted(root.glob(f"*/ingest_date=*/part-{run_id}-*.parquet"))
+    if not files:
+        return {}
+    with open_session(duckdb_config or DuckDBConfig()) as con:
+        rows = con.execute(
+            load_sql("ingest/quarantine_reasons"), {"files": [str(f) for f in files]}
+        ).fetchall()
+    return {str(reason): int(n) for reason, n in rows}
