@@ -392,21 +392,21 @@ def write_predictions(
     return metrics
 
 
-USER_FIELD, ITEM_FIELD = "user_id", "movie_id"
-
-
 def add_row_keys(
     features_dir: Path, splits: Mapping[str, FeatureDataset | None], directory: Path
 ) -> None:
     """Add `user` (the raw user value, from the row's text: cold users all share the OOV id)
     and `item_train_count` (train ratings of the row's item; 0 when unseen) to each split's
-    predictions file, for user-level (cluster) bootstrap intervals and long-tail slices."""
+    predictions file, for user-level (cluster) bootstrap intervals and long-tail slices. The
+    user and item fields are those of the dataset spec's `role: user` / `role: item`; a spec
+    without both leaves the files as they are."""
     fmap = load_feature_map(features_dir)
     names = fmap.field_names
-    if USER_FIELD not in names or ITEM_FIELD not in names:
+    user_field, item_field = fmap.role_field("user"), fmap.role_field("item")
+    if user_field is None or item_field is None:
         return
-    user_col, item_col = names.index(USER_FIELD), names.index(ITEM_FIELD)
-    item_counts = np.asarray(fmap.counts(ITEM_FIELD), dtype=np.int64)
+    user_col, item_col = names.index(user_field), names.index(item_field)
+    item_counts = np.asarray(fmap.counts(item_field), dtype=np.int64)
     for split, data in splits.items():
         if data is None:
             continue

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from flip_core.config import ConfigError, load_config
-
-if TYPE_CHECKING:
-    pass
 
 
 def _split(text: str, what: str) -> list[str]:
