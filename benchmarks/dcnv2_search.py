@@ -130,7 +130,7 @@ def main() -> None:
     args = ap.parse_args()
     summary = collect(args.runs)
     args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    command = f"python benchmarks/dcnv2_search.py {args.runs}"
+    command = "python benchmarks/dcnv2_search.py RUNS"  # RUNS: the folder of the runs
     write_between(args.results, render(summary, command), BEGIN, END, "DCNv2 search")
 
 

@@ -31,7 +31,13 @@ from pydantic import BaseModel
 from flip_core.config import FlipConfig, load_config
 from flip_core.flip_stages import PREDICTIONS_DIR
 from flip_core.models.flip import Variant, read_config
-from flows.evidence import build_evidence, device_description, git_commit, render_evidence
+from flows.evidence import (
+    build_evidence,
+    device_description,
+    git_commit,
+    placeholder_note,
+    render_evidence,
+)
 from flows.evidence import write_between as write_evidence_block
 from flows.params import flow_config
 from tasks.caching import work_dir
@@ -105,6 +111,7 @@ def results_markdown(
         command,
         "```",
         "",
+        *placeholder_note(command),
         "| model | seeds | " + " | ".join(metrics) + " |",
         "|---|---|" + "---|" * len(metrics),
     ]
@@ -200,7 +207,14 @@ def benchmark(
             values = {**metrics["valid"], **metrics["test"], "samples_per_s": trained.samples_per_s}
             results.append(RunResult(model=model, seed=seed, metrics=values))
     command = benchmark_command(
-        config_file, raw_dir, features.protocol, models, seeds, overrides, variants
+        config_file,
+        raw_dir,
+        features.protocol,
+        models,
+        seeds,
+        overrides,
+        variants,
+        dataset=config.paths.dataset,
     )
     arm_runs: ArmRuns | None = None
     if variants:
@@ -334,6 +348,23 @@ def flip_variants(
     return out
 
 
+# `--set` keys that only say where this machine keeps things (not what was measured): left out
+# of the recorded command, e.g. a local MLflow store
+MACHINE_KEYS = ("mlflow.", "paths.data_root")
+
+
+def portable_path(path: Path | str, placeholder: str) -> str:
+    """`path` as a reader can use it: relative to the repository when inside it, else
+    `PLACEHOLDER/<name>` (raw data lives outside the repository, on each machine)."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return p.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return f"{placeholder}/{p.name}"
+
+
 def benchmark_command(
     config_file: Path | None,
     raw_dir: Path | None,
@@ -342,17 +373,23 @@ def benchmark_command(
     seeds: Sequence[int],
     overrides: Sequence[str] | None,
     variants: Sequence[str] | None = None,
+    dataset: Path | None = None,
 ) -> str:
-    """The `flip benchmark` command line that reproduces a run (shell-quoted)."""
+    """The `flip benchmark` command line that reproduces a run (shell-quoted), without this
+    machine's paths: the raw folder is `DATA/<name>` (whatever the reader's copy is), the dataset
+    spec and config are repository paths, and `--set` of `MACHINE_KEYS` is left out."""
     q = shlex.quote
     parts = ["flip benchmark"]
     if config_file is not None:
-        parts.append(f"--config {q(str(config_file))}")
+        parts.append(f"--config {q(portable_path(config_file, 'CONFIG'))}")
+    if dataset is not None:
+        parts.append(f"--dataset {q(portable_path(dataset, 'DATA'))}")
     if raw_dir is not None:
-        parts.append(f"--raw-dir {q(str(raw_dir))}")
+        parts.append(f"--raw-dir {q(portable_path(raw_dir, 'DATA'))}")
     parts += [f"--protocol {q(protocol)}", f"--models {q(','.join(models))}"]
     parts.append(f"--seeds {','.join(str(s) for s in seeds)}")
     if variants:
         parts.append(f"--variants {q(','.join(variants))}")
-    parts += [f"--set {q(o)}" for o in overrides or []]
+    kept = [o for o in overrides or [] if not o.split("=", 1)[0].strip().startswith(MACHINE_KEYS)]
+    parts += [f"--set {q(o)}" for o in kept]
     return " ".join(parts)

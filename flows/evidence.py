@@ -215,6 +215,7 @@ def render_evidence(evidence: Mapping[str, Any]) -> str:
         str(evidence.get("command")),
         "```",
         "",
+        *placeholder_note(str(evidence.get("command"))),
         f"Seeds {evidence.get('seeds')} (PLM side {evidence.get('plm_side_seeds')}); pretraining "
         f"on {evidence.get('pretrain_rows')} train rows (random sample), encoder "
         f"`{evidence.get('plm')}` with {evidence.get('plm_layers')} layer(s); ID-side arms on "
@@ -283,6 +284,16 @@ def write_between(
         text = text.rstrip("\n") + f"\n\n## {title}\n\n" + wrapped + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+
+
+def placeholder_note(command: str) -> list[str]:
+    """What a recorded command's placeholders stand for (lines, with a blank line after)."""
+    notes = {
+        "DATA/": "`DATA` is the folder that holds your copy of the raw files",
+        "CONFIG/": "`CONFIG` is the folder of the experiment YAML",
+    }
+    said = [text for mark, text in notes.items() if f" {mark}" in command]
+    return [f"{'; '.join(said)}.", ""] if said else []
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from flows.benchmark import BEGIN, END, RunResult, aggregate, benchmark, write_results
+from flows.benchmark import (
+    BEGIN,
+    END,
+    REPO_ROOT,
+    RunResult,
+    aggregate,
+    benchmark,
+    benchmark_command,
+    write_results,
+)
 
 
 def test_aggregate_and_write_keep_the_prose(tmp_path: Path):
@@ -56,7 +65,10 @@ def test_benchmark_flow_trains_every_pair_and_reruns_from_cache(tmp_path: Path):
         assert 0.0 < auc < 1.0 and logloss > 0.0
     text = results.read_text(encoding="utf-8")
     assert "| dcnv2 | 2 |" in text and "| deepfm | 2 |" in text
-    assert "flip benchmark --protocol ml1m-time-811 --models dcnv2,deepfm --seeds 0,1" in text
+    assert (
+        "flip benchmark --dataset configs/datasets/ml-1m.yaml --protocol ml1m-time-811 "
+        "--models dcnv2,deepfm --seeds 0,1" in text
+    )
 
     state = benchmark(**kwargs, return_state=True)
     assert state.is_completed()
@@ -162,3 +174,30 @@ def test_benchmark_flow_writes_the_evidence_of_every_arm(tmp_path: Path, tiny_pl
     block = text.split(EV_BEGIN, 1)[1].split(EV_END, 1)[0]
     assert block.strip() == render_evidence(evidence).strip()
     assert "--variants flip_id,control,scratch,flip,plm_only,id_only" in block
+
+
+def test_the_recorded_command_has_no_machine_paths(tmp_path: Path):
+    command = benchmark_command(
+        REPO_ROOT / "configs/experiments/flip-evidence-cpu.yaml",
+        tmp_path / "raw" / "ml-1m",
+        "ml1m-time-811",
+        [],
+        [0, 1],
+        [
+            "plm.num_layers=1",
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+            f"paths.data_root={tmp_path}",
+            "benchmark.plm_side=[a, b]",
+        ],
+        ["flip_id", "scratch"],
+        dataset=Path("configs/datasets/ml-1m.yaml"),
+    )
+    assert command == (
+        "flip benchmark --config configs/experiments/flip-evidence-cpu.yaml "
+        "--dataset configs/datasets/ml-1m.yaml --raw-dir DATA/ml-1m --protocol ml1m-time-811 "
+        "--models '' --seeds 0,1 --variants flip_id,scratch --set plm.num_layers=1 "
+        "--set 'benchmark.plm_side=[a, b]'"
+    )
+    assert str(tmp_path) not in command
+    outside = benchmark_command(tmp_path / "x.yaml", None, "p", ["dcnv2"], [0], None)
+    assert outside == "flip benchmark --config CONFIG/x.yaml --protocol p --models dcnv2 --seeds 0"
