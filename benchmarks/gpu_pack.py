@@ -98,8 +98,8 @@ def pack(features: Path, out: Path, plm: str, num_layers: int | None) -> dict[st
     data["meta"] = {
         "field_names": names,
         "vocab_sizes": fmap.vocab_sizes,
-        "user_field": names.index("user_id"),
-        "item_field": names.index("movie_id"),
+        "user_field": names.index(_role(fmap, "user")),
+        "item_field": names.index(_role(fmap, "item")),
         "pad_token_id": int(tok_info["pad_token_id"] or 0),
         "mask_token_id": int(tok_info["mask_token_id"]),
         "features": str(features),
@@ -136,6 +136,15 @@ def pack(features: Path, out: Path, plm: str, num_layers: int | None) -> dict[st
         "bytes": sizes,
         "total_mib": sum(sizes.values()) / 2**20,
     }
+
+
+def _role(fmap: FeatureMap, role: str) -> str:
+    """The field of the dataset spec's `role` (user or item): the GPU run's warm/cold users and
+    long-tail items need both."""
+    name = fmap.role_field(role)
+    if name is None:
+        raise ValueError(f"the features' dataset spec has no field with role: {role}")
+    return name
 
 
 def main() -> None:
