@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -44,6 +44,9 @@ def check_mask_ratio(ratio: float) -> float:
 
 
 MaskRatio = Annotated[float, AfterValidator(check_mask_ratio)]
+
+Variant = Literal["flip", "flip_id", "flip_plm"]
+VARIANTS: tuple[Variant, ...] = get_args(Variant)
 
 
 class _Section(BaseModel):
@@ -238,7 +241,7 @@ class PretrainConfig(_Section):
 class FinetuneConfig(_Section):
     """FLIP finetuning variants to train."""
 
-    variants: list[Literal["flip", "flip_id", "flip_plm"]] = ["flip_id"]
+    variants: list[Variant] = ["flip_id"]
     max_rows: int | None = Field(default=None, ge=1)
     max_valid_rows: int | None = Field(
         default=None, ge=1, description="Cap on the valid rows used for selection and reported."

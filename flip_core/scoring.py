@@ -21,9 +21,10 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from flip_core.data.feature_map import FeatureMap
+from flip_core.data.feature_map import FEATURE_MAP_FILE, FeatureMap
 from flip_core.data.features import encode_field
 from flip_core.data.fields import raw_values
+from flip_core.models.saving import CONFIG_FILE
 
 
 class ScoringError(ValueError):
@@ -52,11 +53,6 @@ def encode_fields(feature_map: FeatureMap, raw: Mapping[str, pa.Array]) -> np.nd
     return ids
 
 
-def encode_rows(feature_map: FeatureMap, frame: pd.DataFrame) -> np.ndarray:
-    """Field ids `[N, F]` (int64) of raw rows; unseen or missing values become OOV."""
-    return encode_fields(feature_map, field_values(feature_map, frame))
-
-
 def check_columns(feature_map: FeatureMap, present: Iterable[str]) -> None:
     """Raise `ScoringError` naming every input column the model needs and `present` lacks."""
     have = set(present)
@@ -70,9 +66,9 @@ def check_columns(feature_map: FeatureMap, present: Iterable[str]) -> None:
 
 def load_ctr_model(model_dir: Path) -> nn.Module:
     """Load a saved click model for inference: an ID backbone or a `FlipForCTR` variant."""
-    config_path = model_dir / "config.json"
+    config_path = model_dir / CONFIG_FILE
     if not config_path.is_file():
-        raise ScoringError(f"{model_dir}: no config.json; not a saved model directory")
+        raise ScoringError(f"{model_dir}: no {CONFIG_FILE}; not a saved model directory")
     meta = json.loads(config_path.read_text(encoding="utf-8"))
     if meta.get("model_type") == "id_model":
         from flip_core.models.id.base import IDModel
@@ -150,7 +146,7 @@ class RawRowScorer:
     ) -> RawRowScorer:
         """Model + `feature_map.json` (+ tokenizer, for PLM variants) from one model directory."""
         path = Path(model_dir)
-        if not (path / "feature_map.json").is_file():
+        if not (path / FEATURE_MAP_FILE).is_file():
             raise ScoringError(f"{path}: no feature_map.json next to the model")
         model = load_ctr_model(path)
         fmap = FeatureMap.load(path)

@@ -373,6 +373,13 @@ class PromptSpec(_Strict):
         return template
 
 
+class DownloadSpec(_Strict):
+    """Where a public copy of the raw files lives: a zip at `url` with this `md5`."""
+
+    url: str = Field(pattern=r"^https?://", description="HTTP(S) address of a zip archive.")
+    md5: str = Field(pattern=r"^[0-9a-f]{32}$", description="Its md5, checked before unpacking.")
+
+
 class DatasetSpec(_Strict):
     """A click log: tables, joins, label, event time, fields, prompt and protocols."""
 
@@ -385,6 +392,9 @@ class DatasetSpec(_Strict):
     fields: list[FieldSpec] = Field(min_length=1)
     prompt: PromptSpec = PromptSpec()
     protocols: list[ProtocolSpec] = Field(min_length=1)
+    download: DownloadSpec | None = Field(
+        default=None, description="A public copy `flip data download` can fetch."
+    )
 
     @field_validator("name")
     @classmethod

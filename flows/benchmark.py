@@ -28,9 +28,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from flip_core.config import FlipConfig, load_config
+from flip_core.config import FlipConfig, Variant, load_config
 from flip_core.flip_stages import PREDICTIONS_DIR
-from flip_core.models.flip import Variant, read_config
+from flip_core.models.flip import read_config
 from flows.evidence import (
     build_evidence,
     device_description,

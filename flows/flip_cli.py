@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from flip_core.config import ConfigError, FlipConfig, load_config
+from flip_core.config import VARIANTS, ConfigError, FlipConfig, load_config
+from flip_core.data.feature_map import FEATURE_MAP_FILE
+from flip_core.models.saving import CONFIG_FILE
 from flows.console import fail
 
 if TYPE_CHECKING:
@@ -38,7 +40,6 @@ EventsOpt = Annotated[
     Path | None,
     typer.Option(help="Record the trainer's callback events as JSON lines here (rank 0)."),
 ]
-VARIANT_NAMES = ("flip", "flip_id", "flip_plm")
 
 
 def _load(config: Path | None, overrides: list[str] | None) -> FlipConfig:
@@ -49,7 +50,7 @@ def _load(config: Path | None, overrides: list[str] | None) -> FlipConfig:
 
 
 def _check_features(features: Path) -> None:
-    for name in ("train.parquet", "feature_map.json", "manifest.json"):
+    for name in ("train.parquet", FEATURE_MAP_FILE, "manifest.json"):
         if not (features / name).is_file():
             raise fail(
                 f"{features} is not a built feature folder (no {name}); run `flip features`", code=2
@@ -93,12 +94,14 @@ def finetune_command(
     events: EventsOpt = None,
 ) -> None:
     """Finetune a variant for CTR from a pretraining output (or from scratch)."""
-    if variant not in VARIANT_NAMES:
-        raise fail(f"unknown variant '{variant}'; choose one of {', '.join(VARIANT_NAMES)}", code=2)
+    if variant not in VARIANTS:
+        raise fail(f"unknown variant '{variant}'; choose one of {', '.join(VARIANTS)}", code=2)
     cfg = _load(config, set_)
     _check_features(features)
-    if pretrained is not None and not (pretrained / "config.json").is_file():
-        raise fail(f"{pretrained} is not a saved FLIP pretraining folder (no config.json)", code=2)
+    if pretrained is not None and not (pretrained / CONFIG_FILE).is_file():
+        raise fail(
+            f"{pretrained} is not a saved FLIP pretraining folder (no {CONFIG_FILE})", code=2
+        )
     from flip_core.flip_stages import run_finetuning
 
     start = _start_step()
@@ -108,7 +111,7 @@ def finetune_command(
             cfg,
             features,
             out,
-            variant,  # type: ignore[arg-type]
+            variant,
             pretrained,
             callbacks,
             resume=resume,

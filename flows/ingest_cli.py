@@ -1,4 +1,4 @@
-"""`flip data ingest` and `flip data download`: raw files -> validated lake; GroupLens fetch."""
+"""`flip data ingest` and `flip data download`: raw files -> validated lake; public zips."""
 
 from __future__ import annotations
 
@@ -82,24 +82,40 @@ def ingest_command(
 
 
 def download_command(
-    dataset: Annotated[str, typer.Argument(help="Dataset to fetch: movielens-1m.")],
     to: Annotated[Path, typer.Option("--to", help="Folder to unpack into.")],
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            help="Dataset spec YAML with a `download:` entry (default: paths.dataset, "
+            "configs/datasets/ml-1m.yaml)."
+        ),
+    ] = None,
     url: Annotated[
         str | None, typer.Option(help="Mirror URL of the same zip (md5 is still checked).")
     ] = None,
 ) -> None:
-    """Download a public dataset over HTTP(S), verify its md5 and unpack it."""
-    from flip_core.lake.download import DATASETS, DownloadError, download_movielens_1m
+    """Download a dataset's public zip over HTTP(S), verify its md5 and unpack it."""
+    from flip_core.data.build import dataset_spec
+    from flip_core.lake.download import DownloadError, download_archive
+    from flip_core.spec import SpecError
 
-    if dataset not in DATASETS:
-        raise fail(f"unknown dataset {dataset!r} (known: {', '.join(DATASETS)})", code=2)
-    default_url, _ = DATASETS[dataset]
+    cfg = _config(None, [], **{"paths.dataset": dataset})
     try:
-        result = download_movielens_1m(to, url=url or default_url)
+        spec = dataset_spec(cfg)
+    except SpecError as exc:
+        raise fail(str(exc), code=2, label="spec error") from None
+    if spec.download is None:
+        raise fail(
+            f"{cfg.paths.dataset}: dataset {spec.name!r} has no `download:` entry (url, md5); "
+            "its raw files come from you",
+            code=2,
+        )
+    try:
+        result = download_archive(to, url or spec.download.url, spec.download.md5)
     except DownloadError as exc:
         raise fail(str(exc), label="download failed") from None
     console.print(
-        f"downloaded {dataset} (md5 {result.md5}) to {result.folder}: {len(result.files)} files",
+        f"downloaded {spec.name} (md5 {result.md5}) to {result.folder}: {len(result.files)} files",
         markup=False,
         highlight=False,
     )

@@ -1,4 +1,4 @@
-"""`flip data replay`: cut a raw dataset into daily inbox files (see flip_core.data.replay)."""
+"""`flip data replay`: cut a dataset's events into daily inbox files (flip_core.data.replay)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from typing import Annotated
 
 import typer
 
+from flip_core.config import ConfigError, load_config
+from flip_core.data.build import dataset_spec
 from flip_core.data.replay import ReplayError, replay
+from flip_core.spec import DatasetSpec, SpecError
 from flows.console import fail
+from flows.params import named_overrides
 
 
 def _parse_day(text: str | None) -> date | None:
@@ -21,8 +25,15 @@ def _parse_day(text: str | None) -> date | None:
         raise fail(f"--until {text!r} is not a date (YYYY-MM-DD)", code=2) from None
 
 
+def _spec(dataset: Path | None) -> DatasetSpec:
+    try:
+        return dataset_spec(load_config(None, named_overrides(**{"paths.dataset": dataset})))
+    except (ConfigError, SpecError) as exc:
+        raise fail(str(exc), code=2, label="spec error") from None
+
+
 def replay_command(
-    raw_dir: Annotated[Path, typer.Option(help="Raw folder: users.dat, movies.dat, ratings.")],
+    raw_dir: Annotated[Path, typer.Option(help="Raw folder of the dataset.")],
     inbox: Annotated[Path, typer.Option(help="Inbox folder the nightly flow ingests from.")],
     until: Annotated[
         str | None, typer.Option(help="Replay every day up to this one (YYYY-MM-DD).")
@@ -32,19 +43,25 @@ def replay_command(
         int | None,
         typer.Option("--next", min=1, help="Add the next N days after the inbox's last one."),
     ] = None,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            help="Dataset spec YAML (default: paths.dataset, configs/datasets/ml-1m.yaml)."
+        ),
+    ] = None,
 ) -> None:
-    """Cut ratings into daily inbox files by timestamp (users/movies copied alongside).
+    """Cut the events into daily inbox files by event time (other tables copied alongside).
 
     Without --until/--days/--next every day is written. Rerunning is safe: days already in the
     inbox are left alone.
     """
     try:
-        result = replay(raw_dir, inbox, _parse_day(until), days, next_)
+        result = replay(_spec(dataset), raw_dir, inbox, _parse_day(until), days, next_)
     except ReplayError as exc:
         raise fail(str(exc), code=2) from None
     span = f" ({result.written[0]} .. {result.written[-1]})" if result.written else ""
     typer.echo(
-        f"wrote {len(result.written)} new day file(s){span}, {result.rows_written} ratings, "
+        f"wrote {len(result.written)} new day file(s){span}, {result.rows_written} events, "
         f"to {inbox}; {len(result.unchanged)} already there; "
         f"{len(result.remaining)} of {result.total_days} day(s) left"
         + (f" (next: {result.remaining[0]})" if result.remaining else "")

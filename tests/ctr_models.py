@@ -16,8 +16,9 @@ import torch
 from flip_core.config import IDModelConfig
 from flip_core.data.feature_map import FeatureMap, FieldVocab
 from flip_core.models.flip import FlipForCTR, FlipModelConfig
-from flip_core.scoring import RawRowScorer, encode_rows
+from flip_core.scoring import RawRowScorer
 from tests.features_support import ml1m_spec
+from tests.support.encoding import encode_rows
 
 SHARED_SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-1m-sample"
 

@@ -1,4 +1,4 @@
-"""The GroupLens downloader against a local HTTP server serving a zip built here."""
+"""The dataset downloader against a local HTTP server serving a zip built here."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flip_core.lake.download import MOVIELENS_1M_MD5, DownloadError, download_movielens_1m
+from flip_core.lake.download import DownloadError, download_archive
 from flows.cli import app
+from tests.features_support import ml1m_spec
+
+EXPECTED = "0" * 32  # an md5 no test zip has
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -57,7 +60,7 @@ MEMBERS = {
 def test_download_verifies_md5_and_unpacks(served, tmp_path: Path) -> None:
     url, root = served
     md5 = _zip(root / "ml-1m.zip", MEMBERS)
-    result = download_movielens_1m(tmp_path / "out", url=f"{url}/ml-1m.zip", expected_md5=md5)
+    result = download_archive(tmp_path / "out", f"{url}/ml-1m.zip", md5)
     assert result.md5 == md5
     assert result.folder == tmp_path / "out" / "ml-1m"
     assert sorted(result.files) == sorted(MEMBERS)
@@ -70,10 +73,9 @@ def test_checksum_mismatch_fails_and_unpacks_nothing(served, tmp_path: Path) -> 
     url, root = served
     md5 = _zip(root / "ml-1m.zip", MEMBERS)
     with pytest.raises(DownloadError) as err:
-        download_movielens_1m(tmp_path / "out", url=f"{url}/ml-1m.zip")
+        download_archive(tmp_path / "out", f"{url}/ml-1m.zip", EXPECTED)
     assert str(err.value) == (
-        f"checksum mismatch for {url}/ml-1m.zip: md5 {md5}, expected {MOVIELENS_1M_MD5}; "
-        "nothing unpacked"
+        f"checksum mismatch for {url}/ml-1m.zip: md5 {md5}, expected {EXPECTED}; nothing unpacked"
     )
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -84,30 +86,34 @@ def test_offline_fails_clearly(tmp_path: Path) -> None:
         port = sock.getsockname()[1]  # closed again: connecting is refused
     url = f"http://127.0.0.1:{port}/ml-1m.zip"
     with pytest.raises(DownloadError, match=r"cannot reach .*ml-1m.zip \(.*refused.*\); are we"):
-        download_movielens_1m(tmp_path / "out", url=url)
+        download_archive(tmp_path / "out", url, EXPECTED)
 
 
 def test_http_error_and_zip_slip(served, tmp_path: Path) -> None:
     url, root = served
     with pytest.raises(DownloadError, match="HTTP 404"):
-        download_movielens_1m(tmp_path / "out", url=f"{url}/missing.zip")
+        download_archive(tmp_path / "out", f"{url}/missing.zip", EXPECTED)
     md5 = _zip(root / "evil.zip", {"../escape.dat": "x"})
     with pytest.raises(DownloadError, match="points outside the target folder"):
-        download_movielens_1m(tmp_path / "out", url=f"{url}/evil.zip", expected_md5=md5)
+        download_archive(tmp_path / "out", f"{url}/evil.zip", md5)
     assert not (tmp_path / "escape.dat").exists()
 
 
 def test_cli_download_reports_mismatch_in_one_line(served, tmp_path: Path) -> None:
     url, root = served
-    _zip(root / "ml-1m.zip", MEMBERS)
-    args = ["data", "download", "movielens-1m", "--to", str(tmp_path), "--url", f"{url}/ml-1m.zip"]
+    _zip(root / "ml-1m.zip", MEMBERS)  # not GroupLens' zip: the ml-1m spec's md5 rejects it
+    args = ["data", "download", "--to", str(tmp_path), "--url", f"{url}/ml-1m.zip"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "download failed: checksum mismatch" in result.output
+    download = ml1m_spec().download
+    assert download is not None
+    assert f"expected {download.md5}" in " ".join(result.output.split())
     assert "Traceback" not in result.output
 
 
-def test_cli_download_unknown_dataset(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["data", "download", "movielens-20m", "--to", str(tmp_path)])
+def test_cli_download_of_a_spec_without_a_public_copy(tmp_path: Path) -> None:
+    args = ["data", "download", "--dataset", "configs/datasets/synth-apps.yaml", "--to", "x"]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
-    assert "unknown dataset 'movielens-20m' (known: movielens-1m)" in result.output
+    assert "dataset 'synth-apps' has no `download:` entry" in " ".join(result.output.split())

@@ -12,10 +12,10 @@ import pytest
 
 from flip_core.data.feature_map import MASK_ID, OOV_ID, PAD_ID, FeatureMap
 from flip_core.data.features import build_splits
-from flip_core.scoring import encode_rows
 from flip_core.spec import ProtocolSpec
 from tests.conftest import SHARED_DATA
 from tests.features_support import ingest, ml1m_protocol, ml1m_spec
+from tests.support.encoding import encode_rows
 
 FIELDS = ml1m_spec().field_names
 PROTOCOLS = [p.name for p in ml1m_spec().protocols]

@@ -14,10 +14,11 @@ from mlflow.tracking import MlflowClient
 
 from flip_core.config import FlipConfig, GateConfig, load_config
 from flip_core.data.feature_map import OOV_ID, FeatureMap
-from flip_core.scoring import RawRowScorer, encode_rows, example_rows
+from flip_core.scoring import RawRowScorer, example_rows
 from tasks import registry, tracking
 from tasks.pyfunc import OUTPUT_COLUMN
 from tests.ctr_models import TrainedModel, raw_source, read_raw_rows, train_flip_id
+from tests.support.encoding import encode_rows
 
 GATE = GateConfig(min_valid_auc_gain=0.01, max_test_logloss_increase=0.005)
 

@@ -16,9 +16,10 @@ from flip_core.config import FlipConfig
 from flip_core.data.feature_map import OOV_ID, FeatureMap
 from flip_core.model_card import ModelCardInfo, render_model_card
 from flip_core.plots import reliability_bins
-from flip_core.scoring import ScoringError, encode_rows, field_values, iter_raw_chunks
+from flip_core.scoring import ScoringError, field_values, iter_raw_chunks
 from tasks import tracking
 from tests.features_support import ml1m_feature_map, ml1m_spec
+from tests.support.encoding import encode_rows
 
 
 def _fmap() -> FeatureMap:

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from torch.utils.data import Dataset
 
-from flip_core.data.feature_map import FeatureMap
+from flip_core.data.feature_map import FEATURE_MAP_FILE, FeatureMap
 from flip_core.data.sampling import Sample, subset_rows
 
 
@@ -110,6 +110,6 @@ class FeatureDataset(Dataset[RowBatch]):
 def _fields_beside(path: Path) -> list[str]:
     """Field names of the `feature_map.json` in the file's folder (or the one above it)."""
     for folder in (path.parent, path.parent.parent):
-        if (folder / "feature_map.json").is_file():
+        if (folder / FEATURE_MAP_FILE).is_file():
             return FeatureMap.load(folder).field_names
     raise FileNotFoundError(f"no feature_map.json beside {path} (nor in the folder above)")

@@ -25,6 +25,7 @@ MASK_ID = 1
 OOV_ID = 2
 NUM_RESERVED = 3
 FORMAT = "flip-feature-map/1"
+FEATURE_MAP_FILE = "feature_map.json"
 
 
 @dataclass
@@ -110,14 +111,6 @@ class FeatureMap:
             return OOV_ID
         return self._field(field_name).index.get(str(raw_value), OOV_ID)
 
-    def encode_many(self, field_name: str, raw_values: Iterable[Any]) -> np.ndarray:
-        """Ids of many raw values of one field, as an int64 array."""
-        index = self._field(field_name).index
-        return np.fromiter(
-            (OOV_ID if v is None else index.get(str(v), OOV_ID) for v in raw_values),
-            dtype=np.int64,
-        )
-
     def decode(self, field_name: str, value_id: int) -> str | None:
         """The raw value (string form) of an id; None for the reserved ids."""
         f = self._field(field_name)
@@ -176,7 +169,7 @@ class FeatureMap:
         """Write `feature_map.json` (into `path` if it is a folder); returns the file."""
         target = Path(path)
         if target.is_dir():
-            target = target / "feature_map.json"
+            target = target / FEATURE_MAP_FILE
         tmp = target.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
         tmp.replace(target)
@@ -187,7 +180,7 @@ class FeatureMap:
         """Read a `feature_map.json` (or the one inside folder `path`)."""
         source = Path(path)
         if source.is_dir():
-            source = source / "feature_map.json"
+            source = source / FEATURE_MAP_FILE
         return cls.from_dict(json.loads(source.read_text(encoding="utf-8")))
 
     def __eq__(self, other: object) -> bool:

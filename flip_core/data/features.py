@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flip_core.config import DuckDBConfig
-from flip_core.data.feature_map import NUM_RESERVED, OOV_ID, FeatureMap, FieldVocab
+from flip_core.data.feature_map import FEATURE_MAP_FILE, FeatureMap, FieldVocab, NUM_RESERVED, OOV_ID
 from flip_core.data.fields import fit_bins, id_values, raw_values
 from flip_core.hashing import file_sha256, text_sha256
 from flip_core.lake import load_manifest
@@ -139,7 +139,7 @@ def build_splits(
     feature_map = FeatureMap(
         vocabs, min_count, dataset=spec.name, prompt=spec.prompt, columns=spec.input_columns()
     )
-    feature_map.save(tmp / "feature_map.json")
+    feature_map.save(tmp / FEATURE_MAP_FILE)
     table = _encoded(rows, raw, feature_map, order["row_number"], spec.timestamp)
     stats: dict[str, dict[str, Any]] = {}
     for name in protocol.splits:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from transformers import PreTrainedTokenizerBase
 
-from flip_core.data.feature_map import FeatureMap
+from flip_core.data.feature_map import FEATURE_MAP_FILE, FeatureMap
 from flip_core.data.features import code_hash, read_splits_summary
 from flip_core.data.prompts import PromptTemplate
 from flip_core.data.tokenization import (
@@ -71,7 +71,7 @@ def render_features(
 ) -> PromptsBuild:
     """Render and tokenize every split of a split build (cached by content)."""
     summary = read_splits_summary(splits_dir)
-    feature_map = FeatureMap.load(splits_dir / "feature_map.json")
+    feature_map = FeatureMap.load(splits_dir / FEATURE_MAP_FILE)
     fields = [feature_map.field_spec(name) for name in feature_map.field_names]
     names = feature_map.field_names
     template = PromptTemplate.for_fields(feature_map.prompt, fields)
@@ -105,7 +105,7 @@ def render_features(
         )
         token_stats[split] = _length_stats(part.lengths)
         truncation[split] = _truncation_report(part, names)
-    shutil.copy2(splits_dir / "feature_map.json", tmp / "feature_map.json")
+    shutil.copy2(splits_dir / FEATURE_MAP_FILE, tmp / FEATURE_MAP_FILE)
     manifest = _manifest(summary, names, template, info, max_length, key, token_stats, truncation)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Fetch the GroupLens MovieLens-1M zip, verify its md5, unpack it."""
+"""Fetch a dataset's public zip (the spec's `download`), verify its md5, unpack it."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-MOVIELENS_1M_URL = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
-MOVIELENS_1M_MD5 = "c4d9eecfca2ab87c1945afe126590906"
-DATASETS = {"movielens-1m": (MOVIELENS_1M_URL, MOVIELENS_1M_MD5)}
 _CHUNK = 1 << 20
 
 
@@ -30,19 +27,14 @@ class Downloaded:
     md5: str
 
 
-def download_movielens_1m(
-    to: Path,
-    url: str = MOVIELENS_1M_URL,
-    expected_md5: str = MOVIELENS_1M_MD5,
-    timeout_s: float = 60.0,
-) -> Downloaded:
-    """Download the zip at `url` into `to`, check `expected_md5`, unpack (`to/ml-1m/...`).
+def download_archive(to: Path, url: str, expected_md5: str, timeout_s: float = 60.0) -> Downloaded:
+    """Download the zip at `url` into `to`, check `expected_md5`, unpack it there.
 
     Nothing is unpacked unless the checksum matches; the zip itself is not kept.
     """
     to.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=to, prefix=".download-") as tmp:
-        archive = Path(tmp) / "ml-1m.zip"
+        archive = Path(tmp) / "archive.zip"
         md5 = _fetch(url, archive, timeout_s)
         if md5 != expected_md5:
             raise DownloadError(

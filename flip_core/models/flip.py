@@ -14,7 +14,6 @@ Both save to a directory: config.json + model.safetensors (+ feature_map.json, t
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -22,23 +21,16 @@ from typing import Any, Literal, Self
 import torch
 import torch.nn.functional as F  # noqa: N812
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from flip_core.config import FlipConfig, IDModelConfig
+from flip_core.config import VARIANTS, FlipConfig, IDModelConfig, Variant
 from flip_core.data.collate import IGNORE_INDEX
 from flip_core.data.feature_map import MASK_ID
 from flip_core.models.heads import HeadResult, ICLHead, MLMHead, MTMHead, MTMLoss
 from flip_core.models.id import IDModel, build_id_model
 from flip_core.models.plm import PLMEncoder, Pooling
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-FEATURE_MAP_FILE = "feature_map.json"
-
-Variant = Literal["flip", "flip_id", "flip_plm"]
-VARIANTS: tuple[Variant, ...] = ("flip", "flip_id", "flip_plm")
+from flip_core.models.saving import load_weights, read_model_config, write_model_dir
 
 
 class FlipModelConfig(BaseModel):
@@ -160,15 +152,7 @@ class FlipPreTrainedModel(nn.Module):
         tokenizer: PreTrainedTokenizerBase | None = None,
     ) -> Path:
         """Write config.json + model.safetensors (+ feature_map.json, tokenizer files)."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG_FILE).write_text(self.config.model_dump_json(indent=2), encoding="utf-8")
-        save_model(self, str(out / WEIGHTS_FILE))
-        if feature_map is not None:
-            src = Path(feature_map)
-            src = src / FEATURE_MAP_FILE if src.is_dir() else src
-            if src.resolve() != (out / FEATURE_MAP_FILE).resolve():
-                shutil.copyfile(src, out / FEATURE_MAP_FILE)
+        out = write_model_dir(self, directory, self.config.model_dump_json(indent=2), feature_map)
         if tokenizer is not None and self.plm is not None:
             tokenizer.save_pretrained(str(out))
         return out
@@ -178,16 +162,13 @@ class FlipPreTrainedModel(nn.Module):
         """Rebuild from config.json (no hub access) and load model.safetensors."""
         config = read_config(directory)
         model = cls(config)
-        load_model(model, str(Path(directory) / WEIGHTS_FILE), device=map_location)
+        load_weights(model, directory, map_location)
         return model
 
 
 def read_config(directory: Path | str) -> FlipModelConfig:
     """The `FlipModelConfig` saved in a model directory (clear error when it is not one)."""
-    path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory}: no {CONFIG_FILE}; not a saved FLIP model directory")
-    return FlipModelConfig.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    return FlipModelConfig.model_validate(read_model_config(directory, "FLIP model"))
 
 
 def _build_id(config: FlipModelConfig) -> IDModel:

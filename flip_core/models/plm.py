@@ -24,6 +24,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from flip_core.models.saving import CONFIG_FILE
 from flip_core.models.unpadded import supports_unpadded, unpadded_forward
 
 MINILM_ALIAS = "minilm-l6"
@@ -46,7 +47,7 @@ def resolve_plm_name(name: str) -> str:
     except ImportError:
         return MINILM_HUB_NAME
     model_dir = Path(str(package.__file__)).parent / "model"
-    return str(model_dir) if (model_dir / "config.json").is_file() else MINILM_HUB_NAME
+    return str(model_dir) if (model_dir / CONFIG_FILE).is_file() else MINILM_HUB_NAME
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_model, save_model
 from torch import nn
 
+from flip_core.models.saving import load_weights, save_weights
 from flip_core.training import distributed as ddp
 from flip_core.training.callbacks import TrainerState
 
@@ -82,7 +82,7 @@ def save_checkpoint(
     ddp.barrier()
     torch.save(capture_rng(), tmp / f"rng_state_{ddp.rank()}.pt")
     if ddp.is_main_process():
-        save_model(model, str(tmp / "model.safetensors"))
+        save_weights(model, tmp)
         torch.save(
             {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
             tmp / "optimizer.pt",
@@ -106,7 +106,7 @@ def load_checkpoint(
     device: torch.device,
 ) -> TrainerState:
     """Restore everything `save_checkpoint` wrote; returns the trainer state."""
-    load_model(model, str(path / "model.safetensors"), device=str(device))
+    load_weights(model, path, str(device))
     opt = torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
     optimizer.load_state_dict(opt["optimizer"])
     scheduler.load_state_dict(opt["scheduler"])

@@ -20,7 +20,7 @@ from torch.utils.data import Subset
 from flip_core.config import FlipConfig
 from flip_core.data.collate import FlipCollate
 from flip_core.data.dataset import FeatureDataset
-from flip_core.data.feature_map import OOV_ID, FeatureMap
+from flip_core.data.feature_map import FEATURE_MAP_FILE, OOV_ID, FeatureMap
 from flip_core.models.id import IDModel, build_id_model
 from flip_core.training import distributed as ddp
 from flip_core.training.callbacks import TrainerCallback
@@ -63,7 +63,7 @@ def locate_features(features_dir: Path | str) -> tuple[Path, Path]:
     missing = [name for name in SPLIT_FILES if not (root / name).is_file()]
     if missing:
         raise FileNotFoundError(f"features folder {root} lacks {', '.join(missing)}")
-    for candidate in (root / "feature_map.json", root.parent / "feature_map.json"):
+    for candidate in (root / FEATURE_MAP_FILE, root.parent / FEATURE_MAP_FILE):
         if candidate.is_file():
             return root, candidate
     raise FileNotFoundError(f"no feature_map.json in {root} or its parent")

@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from flip_core.config import TrainingConfig
 from flip_core.metrics import BinaryMetricAccumulator
+from flip_core.models.saving import has_weights, load_weights, save_weights
 from flip_core.training import distributed as ddp
 from flip_core.training.callbacks import TrainerCallback, TrainerState
 from flip_core.training.checkpoint import (
@@ -358,7 +358,7 @@ class Trainer:
             save_pretrained(best_dir)
         else:
             best_dir.mkdir(parents=True, exist_ok=True)
-            save_model(self.model, str(best_dir / "model.safetensors"))
+            save_weights(self.model, best_dir)
 
     def _checkpoint(
         self, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -377,8 +377,8 @@ class Trainer:
     def _finish(self, monitor: str, last_valid: dict[str, float]) -> TrainResult:
         best_dir = self.output_dir / "best"
         ddp.barrier()
-        if self.state.best_step is not None and (best_dir / "model.safetensors").is_file():
-            load_model(self.model, str(best_dir / "model.safetensors"), device=str(self.device))
+        if self.state.best_step is not None and has_weights(best_dir):
+            load_weights(self.model, best_dir, str(self.device))
         else:
             best_dir = None  # type: ignore[assignment]
         result = TrainResult(

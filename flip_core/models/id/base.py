@@ -10,21 +10,16 @@ Passing `labels` adds the binary cross-entropy `loss`, so the trainer can call `
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import torch
-from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
 from flip_core.config import IDModelConfig
 from flip_core.models.layers import FieldEmbedding
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-FEATURE_MAP_FILE = "feature_map.json"
+from flip_core.models.saving import load_weights, read_model_config, write_model_dir
 
 
 @dataclass
@@ -106,30 +101,19 @@ class IDModel(nn.Module):
 
     def save_pretrained(self, directory: Path | str, feature_map: Path | str | None = None) -> Path:
         """Write config.json + model.safetensors (+ a copy of feature_map.json) to `directory`."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / CONFIG_FILE).write_text(json.dumps(self.config_dict(), indent=2), encoding="utf-8")
-        save_model(self, str(out / WEIGHTS_FILE))
-        if feature_map is not None:
-            source = Path(feature_map)
-            if source.is_dir():
-                source = source / FEATURE_MAP_FILE
-            if source.resolve() != (out / FEATURE_MAP_FILE).resolve():
-                shutil.copyfile(source, out / FEATURE_MAP_FILE)
-        return out
+        return write_model_dir(
+            self, directory, json.dumps(self.config_dict(), indent=2), feature_map
+        )
 
     @classmethod
     def from_pretrained(cls, directory: Path | str, map_location: str = "cpu") -> Self:
         """Load a model written by `save_pretrained` (the backbone is read from config.json)."""
         from flip_core.models.id.registry import build_id_model
 
-        src = Path(directory)
-        if not (src / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{src}: no {CONFIG_FILE}; not a saved ID model directory")
-        meta = json.loads((src / CONFIG_FILE).read_text(encoding="utf-8"))
+        meta = read_model_config(directory, "ID model")
         config = IDModelConfig.model_validate(meta["id_model"])
         model = build_id_model(meta["backbone"], meta["vocab_sizes"], config)
         if not isinstance(model, cls):
-            raise TypeError(f"{src} holds a {type(model).__name__}, not a {cls.__name__}")
-        load_model(model, str(src / WEIGHTS_FILE), device=map_location)
+            raise TypeError(f"{directory} holds a {type(model).__name__}, not a {cls.__name__}")
+        load_weights(model, directory, map_location)
         return model
