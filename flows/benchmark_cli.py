@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flip_core.config import ConfigError, load_config
+from flows.console import fail, resolve_config
 
 
 def _split(text: str, what: str) -> list[str]:
@@ -54,18 +54,11 @@ def benchmark_command(
         raise typer.Exit(code=2) from None
     model_list = _split(models, "models") if models.strip() else []
     variant_list = [v.strip() for v in variants.split(",") if v.strip()]
-    known = ("flip_id", "control", "scratch", "flip", "flip_plm", "plm_only", "id_only")
+    known = ("flip_id", "control", "scratch", "flip", "flip_plm", "plm_only", "id_only")  # ARMS
     unknown = sorted(set(variant_list) - set(known))
     if unknown:
-        typer.echo(
-            f"error: unknown variant(s) {', '.join(unknown)}; use {', '.join(known)}", err=True
-        )
-        raise typer.Exit(code=2)
-    try:
-        load_config(config, set_ or [])
-    except ConfigError as exc:
-        typer.echo(f"config error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        raise fail(f"unknown variant(s) {', '.join(unknown)}; use {', '.join(known)}", code=2)
+    resolve_config(config, set_)  # fail fast, before Prefect starts
     from flows.benchmark import benchmark
 
     chosen = variant_list or None

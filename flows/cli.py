@@ -8,11 +8,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from flip_core.config import ConfigError, FlipConfig, load_config
 from flip_core.data.synth import write_synthetic_movielens
 from flip_core.data.synth_apps import write_synthetic_apps
 from flows.benchmark_cli import benchmark_command
-from flows.console import fail
+from flows.console import fail, resolve_config
 from flows.features_cli import features_command
 from flows.flip_cli import finetune_command, pretrain_command
 from flows.ingest_cli import download_command, ingest_command
@@ -49,14 +48,6 @@ SetOption = Annotated[
         "--set", "-s", help="Override one key, e.g. --set training.epochs=2 (repeatable)."
     ),
 ]
-
-
-def resolve_config(config: Path | None, overrides: list[str] | None) -> FlipConfig:
-    """Load the config or exit with a one-line error naming the bad key and its source."""
-    try:
-        return load_config(config, overrides or [])
-    except ConfigError as exc:
-        raise fail(str(exc), code=2, label="config error") from None
 
 
 @config_app.command("show")

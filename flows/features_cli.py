@@ -8,29 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from flip_core.config import ConfigError, FlipConfig, load_config
-from flows.console import fail
+from flows.console import fail, resolve_config
 
 console = Console(soft_wrap=True)
-
-
-def _config(
-    config: Path | None, overrides: list[str], data_root: Path | None, protocol: str | None,
-    plm: str | None, dataset: Path | None,
-) -> FlipConfig:  # fmt: skip
-    extra = list(overrides)
-    for key, value in (
-        ("paths.dataset", dataset),
-        ("paths.data_root", data_root),
-        ("features.protocol", protocol),
-        ("plm.name", plm),
-    ):
-        if value is not None:
-            extra.append(f"{key}={value}")
-    try:
-        return load_config(config, extra)
-    except ConfigError as exc:
-        raise fail(f"config: {exc}", code=2) from None
 
 
 def features_command(
@@ -62,7 +42,16 @@ def features_command(
     )
     from flip_core.data.render import read_manifest
 
-    cfg = _config(config, set_ or [], data_root, protocol, plm, dataset)
+    cfg = resolve_config(
+        config,
+        set_,
+        **{
+            "paths.dataset": dataset,
+            "paths.data_root": data_root,
+            "features.protocol": protocol,
+            "plm.name": plm,
+        },
+    )
     try:
         lake_dir = lake or default_lake_dir(cfg)
         splits = build_splits_from_config(cfg, lake_dir)

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from flip_core.config import VARIANTS, ConfigError, FlipConfig, load_config
+from flip_core.config import VARIANTS
 from flip_core.data.feature_map import FEATURE_MAP_FILE
 from flip_core.models.saving import CONFIG_FILE
-from flows.console import fail
+from flows.console import fail, resolve_config
 
 if TYPE_CHECKING:
     from flip_core.flip_stages import StageResult
@@ -42,13 +42,6 @@ EventsOpt = Annotated[
 ]
 
 
-def _load(config: Path | None, overrides: list[str] | None) -> FlipConfig:
-    try:
-        return load_config(config, overrides or [])
-    except ConfigError as exc:
-        raise fail(f"config: {exc}", code=2) from None
-
-
 def _check_features(features: Path) -> None:
     for name in ("train.parquet", FEATURE_MAP_FILE, "manifest.json"):
         if not (features / name).is_file():
@@ -67,7 +60,7 @@ def pretrain_command(
     events: EventsOpt = None,
 ) -> None:
     """FLIP pretraining (MLM + MTM + ICL, each switchable with --set pretrain.<obj>=false)."""
-    cfg = _load(config, set_)
+    cfg = resolve_config(config, set_)
     _check_features(features)
     from flip_core.flip_stages import run_pretraining
 
@@ -96,7 +89,7 @@ def finetune_command(
     """Finetune a variant for CTR from a pretraining output (or from scratch)."""
     if variant not in VARIANTS:
         raise fail(f"unknown variant '{variant}'; choose one of {', '.join(VARIANTS)}", code=2)
-    cfg = _load(config, set_)
+    cfg = resolve_config(config, set_)
     _check_features(features)
     if pretrained is not None and not (pretrained / CONFIG_FILE).is_file():
         raise fail(

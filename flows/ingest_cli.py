@@ -8,18 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from flip_core.config import ConfigError, FlipConfig, load_config
-from flows.console import fail
-from flows.params import named_overrides
+from flows.console import fail, resolve_config
 
 console = Console(width=200)
-
-
-def _config(config: Path | None, overrides: list[str], **named: object) -> FlipConfig:
-    try:
-        return load_config(config, [*overrides, *named_overrides(**named)])
-    except ConfigError as exc:
-        raise fail(str(exc), code=2, label="config error") from None
 
 
 def ingest_command(
@@ -52,9 +43,9 @@ def ingest_command(
     )
     from flip_core.spec import SpecError
 
-    cfg = _config(
+    cfg = resolve_config(
         config,
-        set_ or [],
+        set_,
         **{
             "paths.dataset": dataset,
             "paths.raw_dir": raw_dir,
@@ -99,7 +90,7 @@ def download_command(
     from flip_core.lake.download import DownloadError, download_archive
     from flip_core.spec import SpecError
 
-    cfg = _config(None, [], **{"paths.dataset": dataset})
+    cfg = resolve_config(None, None, **{"paths.dataset": dataset})
     try:
         spec = dataset_spec(cfg)
     except SpecError as exc:

@@ -8,12 +8,10 @@ from typing import Annotated
 
 import typer
 
-from flip_core.config import ConfigError, load_config
 from flip_core.data.build import dataset_spec
 from flip_core.data.replay import ReplayError, replay
 from flip_core.spec import DatasetSpec, SpecError
-from flows.console import fail
-from flows.params import named_overrides
+from flows.console import fail, resolve_config
 
 
 def _parse_day(text: str | None) -> date | None:
@@ -26,9 +24,10 @@ def _parse_day(text: str | None) -> date | None:
 
 
 def _spec(dataset: Path | None) -> DatasetSpec:
+    config = resolve_config(None, None, **{"paths.dataset": dataset})
     try:
-        return dataset_spec(load_config(None, named_overrides(**{"paths.dataset": dataset})))
-    except (ConfigError, SpecError) as exc:
+        return dataset_spec(config)
+    except SpecError as exc:
         raise fail(str(exc), code=2, label="spec error") from None
 
 

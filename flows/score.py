@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from flip_core.config import load_config
+from flows.params import flow_config
 from tasks.score import ScoreSummary, score_task
 
 
@@ -20,6 +20,6 @@ def batch_score(
     overrides: list[str] | None = None,
 ) -> ScoreSummary:
     """Score raw rows with `model_uri` (default: `models:/<registered_model>@champion`)."""
-    config = load_config(config_file, overrides or [])
+    config = flow_config(config_file, overrides)
     uri = model_uri or f"models:/{config.mlflow.registered_model}@champion"
     return score_task(uri, input_path, output_path, chunk_rows, config.mlflow.tracking_uri)

@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from flip_core.config import ConfigError, load_config
 from flip_core.scoring import ScoringError
-from flows.console import fail
+from flows.console import fail, resolve_config
 
 console = Console()
 
@@ -48,14 +47,14 @@ def score_command(
     columns plus `probability`."""
     from tasks.score import score
 
+    cfg = resolve_config(config, set_)
     try:
-        cfg = load_config(config, set_ or [])
         uri = model or f"models:/{cfg.mlflow.registered_model}@champion"
         keep_cols = None if keep is None else tuple(c.strip() for c in keep.split(",") if c.strip())
         summary = score(
             uri, input_path, output_path, chunk_rows, cfg.mlflow.tracking_uri, keep_cols
         )
-    except (ConfigError, ScoringError) as exc:
+    except ScoringError as exc:
         raise fail(str(exc), code=2) from None
     rate = summary.rows / max(summary.seconds, 1e-9)
     console.print(

@@ -11,8 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from flip_core.config import ConfigError, load_config
-from flows.console import fail
+from flows.console import fail, resolve_config
 
 console = Console()
 
@@ -45,10 +44,7 @@ def train_command(
     from flip_core.training import distributed as ddp
     from flip_core.training.id_training import train_id_model
 
-    try:
-        cfg = load_config(config, set_ or [])
-    except ConfigError as exc:
-        raise fail(str(exc), code=2, label="config error") from None
+    cfg = resolve_config(config, set_)
     backbone = (model or cfg.id_model.backbone).lower()
     if backbone not in known_id_models():
         raise fail(f"unknown model '{backbone}'; known: {', '.join(known_id_models())}", code=2)

@@ -6,27 +6,20 @@ from pathlib import Path
 
 from prefect import task
 from prefect.logging import get_run_logger
-from pydantic import BaseModel
 
-from flip_core.config import FlipConfig
+from flip_core.config import FlipConfig, Variant
 from flip_core.flip_stages import PREDICTIONS_DIR, run_finetuning
 from flip_core.hashing import tree_sha256
-from flip_core.models.flip import Variant
 from tasks.caching import content_cache
 from tasks.faults import fault_callbacks, inject_faults
-from tasks.launch import TorchrunLaunch, train_stage
+from tasks.launch import TorchrunLaunch, TrainedModel, train_stage
 from tasks.tracking import log_predictions, tracked_stage
 
 
-class FinetuneManifest(BaseModel):
-    """A finetuned CTR model folder with its content hash and valid/test metrics."""
+class FinetuneManifest(TrainedModel):
+    """A finetuned CTR model (valid/test metrics) of one variant."""
 
     variant: str
-    model_dir: Path
-    content_hash: str
-    metrics: dict[str, float]
-    global_step: int = 0
-    world_size: int = 1
 
 
 @task(

@@ -93,6 +93,17 @@ class StageOutcome:
     start_step: int
 
 
+class TrainedModel(BaseModel):
+    """What a training task returns: the model folder, its content hash, its metrics, the steps
+    taken and the processes that took them."""
+
+    model_dir: Path
+    content_hash: str
+    metrics: dict[str, float]
+    global_step: int = 0
+    world_size: int = 1
+
+
 class StageLaunchError(RuntimeError):
     """The stage's torchrun exited non-zero (the message ends with its last output lines)."""
 

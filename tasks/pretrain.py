@@ -6,24 +6,17 @@ from pathlib import Path
 
 from prefect import task
 from prefect.logging import get_run_logger
-from pydantic import BaseModel
 
 from flip_core.config import FlipConfig
 from flip_core.flip_stages import run_pretraining
 from flip_core.hashing import tree_sha256
 from tasks.caching import content_cache
-from tasks.launch import TorchrunLaunch, train_stage
+from tasks.launch import TorchrunLaunch, TrainedModel, train_stage
 from tasks.tracking import tracked_stage
 
 
-class PretrainManifest(BaseModel):
-    """A FLIP pretraining output: its model folder, content hash and final valid metrics."""
-
-    model_dir: Path
-    content_hash: str
-    metrics: dict[str, float]
-    global_step: int = 0
-    world_size: int = 1
+class PretrainManifest(TrainedModel):
+    """A FLIP pretraining output (its metrics: the final valid ones)."""
 
 
 @task(
