@@ -1,4 +1,6 @@
-# Two entry points: `make demo` (venv + install + nightly flow on embedded defaults)
+# Two entry points: `make demo` (venv + install + nightly flow on synthetic data, asked for
+# explicitly with its own dataset spec configs/datasets/synth-ml-1m.yaml; or on RAW_DIR, read
+# with DATASET, default configs/datasets/ml-1m.yaml)
 # and `make test` (venv + install + lint + type check + test suite).
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,6 +8,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RAW_DIR ?=
 DEMO_CONFIG ?= configs/demo.yaml
+DEMO_SYNTH_DATASET ?= configs/datasets/synth-ml-1m.yaml
+DATASET ?= configs/datasets/ml-1m.yaml
 
 # Offline, quiet defaults (a user may override any of them in the environment).
 export DO_NOT_TRACK ?= true
@@ -27,7 +31,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/flip run --config $(DEMO_CONFIG) $(if $(RAW_DIR),--raw-dir $(RAW_DIR))
+	$(BIN)/flip run --config $(DEMO_CONFIG) $(if $(RAW_DIR),--raw-dir $(RAW_DIR) --dataset $(DATASET),--synthetic --dataset $(DEMO_SYNTH_DATASET))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ file. Unknown or mistyped keys are errors that name the key and where it came fr
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 
@@ -31,6 +33,16 @@ _DUCKDB_MEMORY = re.compile(
     r"^\s*(\d+(\.\d+)?\s*(%|b|bytes?|[kmgt]i?b?|(kilo|mega|giga|tera)bytes?)|-1|none)\s*$",
     re.IGNORECASE,
 )
+
+
+SYNTHETIC_PREFIX = "synth-"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+def default_tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` when set, else `sqlite:///mlflow.db` (relative to the working dir)."""
+    return os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
 
 
 MASK_RATIO = 0.15  # default share of a row's fields that MLM, and MTM, mask in pretraining
@@ -64,13 +76,20 @@ class PathsConfig(_Section):
     )
     raw_dir: Path | None = Field(
         default=None,
-        description="Folder of raw files the dataset spec reads; None generates synthetic data.",
+        description="Folder of raw files the dataset spec reads (the inbox). A run without one "
+        "fails, unless synth.enabled asks for synthetic data.",
     )
 
 
 class SynthConfig(_Section):
-    """Synthetic MovieLens-1M-shaped data, used when no raw folder is given."""
+    """Synthetic data of the spec's shape: only when asked for (`enabled`), never a fallback."""
 
+    enabled: bool = Field(
+        default=False,
+        description="Train on synthetic data (demos, tests) instead of paths.raw_dir. The data is "
+        f"its own dataset: paths.dataset must be a spec named {SYNTHETIC_PREFIX}* (e.g. "
+        "configs/datasets/synth-ml-1m.yaml), never a real dataset's.",
+    )
     users: int = Field(default=500, ge=1)
     movies: int = Field(default=400, ge=1)
     ratings_per_user: int = Field(default=60, ge=1)
@@ -266,7 +285,12 @@ class FinetuneConfig(_Section):
 class MLflowConfig(_Section):
     """Tracking and registry."""
 
-    tracking_uri: str = "sqlite:///mlflow.db"
+    tracking_uri: str = Field(
+        default_factory=default_tracking_uri,
+        description="Tracking and registry store. Explicit config (YAML, --set, a flow's "
+        "tracking_uri parameter) > the MLFLOW_TRACKING_URI environment variable > "
+        "sqlite:///mlflow.db.",
+    )
     experiment: str = "flip-ctr"
     registered_model: str = "flip-ctr"
     stale_after_hours: float = Field(
@@ -324,9 +348,20 @@ class FlipConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     pretrain: PretrainConfig = PretrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
-    mlflow: MLflowConfig = MLflowConfig()
+    mlflow: MLflowConfig = Field(default_factory=MLflowConfig)  # reads the environment
     gate: GateConfig = GateConfig()
     benchmark: BenchmarkConfig = BenchmarkConfig()
+
+    @model_validator(mode="after")
+    def _synthetic_is_its_own_dataset(self) -> FlipConfig:
+        """Real or synthetic data, not both (the spec's name is checked where it is read:
+        `tasks.raw_data.prepare_raw_data` wants a `synth-*` spec for synthetic data)."""
+        if self.synth.enabled and self.paths.raw_dir is not None:
+            raise ValueError(
+                "synth.enabled and paths.raw_dir are both set: choose real data (raw_dir) or "
+                "synthetic data (synth.enabled), not both"
+            )
+        return self
 
     def to_yaml(self) -> str:
         """The resolved configuration as YAML (paths as strings)."""
@@ -372,6 +407,8 @@ def _validate(data: Mapping[str, Any], source: str) -> None:
 
 def _describe(err: Mapping[str, Any]) -> str:
     key = ".".join(str(part) for part in err["loc"])
+    if not key:  # a rule across sections
+        return str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
     return f"key '{key}': {err['msg']} (got {err.get('input')!r})"

@@ -45,6 +45,7 @@ from tasks.features import FeaturesManifest, build_features, render_prompts
 from tasks.finetune import finetune
 from tasks.ingest import ingest_raw, validate_lake
 from tasks.pretrain import pretrain
+from tasks.quiet import quiet_progress_bars
 from tasks.raw_data import prepare_raw_data
 from tasks.train import train_id_model
 
@@ -165,7 +166,8 @@ def benchmark(
     Args:
         config_file: experiment YAML; its id_model/training sections are the shared settings.
         data_root: where the lake, features and models live (`paths.data_root`).
-        raw_dir: folder of raw files the dataset spec reads; synthetic data when omitted.
+        raw_dir: folder of raw files the dataset spec reads; required unless synth.enabled (no
+            synthetic fallback).
         protocol: a protocol of the dataset spec (`features.protocol`), e.g. ml1m-time-811.
         dataset: dataset spec YAML (`paths.dataset`), e.g. configs/datasets/ml-1m.yaml.
         models: ID backbones to train from scratch (default: the configured one; [] for none).
@@ -179,6 +181,7 @@ def benchmark(
     """
     started = time.perf_counter()
     logger = get_run_logger()
+    quiet_progress_bars()
     config = flow_config(
         config_file,
         overrides,
@@ -208,7 +211,7 @@ def benchmark(
             results.append(RunResult(model=model, seed=seed, metrics=values))
     command = benchmark_command(
         config_file,
-        raw_dir,
+        config.paths.raw_dir,  # from --raw-dir, the YAML or --set alike
         features.protocol,
         models,
         seeds,
@@ -348,9 +351,9 @@ def flip_variants(
     return out
 
 
-# `--set` keys that only say where this machine keeps things (not what was measured): left out
-# of the recorded command, e.g. a local MLflow store
-MACHINE_KEYS = ("mlflow.", "paths.data_root")
+# `--set` keys left out of the recorded command: where this machine keeps things (not what was
+# measured), e.g. a local MLflow store; and the paths the command records as options instead
+MACHINE_KEYS = ("mlflow.", "paths.data_root", "paths.raw_dir", "paths.dataset")
 
 
 def portable_path(path: Path | str, placeholder: str) -> str:
@@ -377,7 +380,8 @@ def benchmark_command(
 ) -> str:
     """The `flip benchmark` command line that reproduces a run (shell-quoted), without this
     machine's paths: the raw folder is `DATA/<name>` (whatever the reader's copy is), the dataset
-    spec and config are repository paths, and `--set` of `MACHINE_KEYS` is left out."""
+    spec and config are repository paths, and `--set` of `MACHINE_KEYS` is left out (the raw
+    folder and the spec are recorded as `--raw-dir` / `--dataset`)."""
     q = shlex.quote
     parts = ["flip benchmark"]
     if config_file is not None:

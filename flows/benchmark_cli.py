@@ -24,7 +24,11 @@ def benchmark_command(
         list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
     ] = None,
     raw_dir: Annotated[
-        Path | None, typer.Option(help="Folder of raw files the dataset spec reads.")
+        Path | None,
+        typer.Option(
+            help="Folder of raw files the dataset spec reads; required unless --set "
+            "synth.enabled=true (with a synth-* --dataset)."
+        ),
     ] = None,
     data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
     protocol: Annotated[str | None, typer.Option(help="Split protocol.")] = None,

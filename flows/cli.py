@@ -15,6 +15,8 @@ from flows.console import fail, resolve_config
 from flows.features_cli import features_command
 from flows.flip_cli import finetune_command, pretrain_command
 from flows.ingest_cli import download_command, ingest_command
+from flows.registry_cli import ls_command as registry_ls_command
+from flows.registry_cli import set_champion_command
 from flows.replay_cli import replay_command
 from flows.score_cli import score_command
 from flows.train_cli import train_command
@@ -24,8 +26,12 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
 data_app = typer.Typer(help="Raw data: synthesize, download, ingest.", no_args_is_help=True)
+registry_app = typer.Typer(help="Registered models: list, set the champion.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
+app.add_typer(registry_app, name="registry")
+registry_app.command("ls")(registry_ls_command)
+registry_app.command("set-champion")(set_champion_command)
 data_app.command("ingest")(ingest_command)
 data_app.command("download")(download_command)
 data_app.command("replay")(replay_command)
@@ -94,28 +100,63 @@ def run_nightly(
         Path | None, typer.Option(help="Dataset spec YAML (default: paths.dataset).")
     ] = None,
     raw_dir: Annotated[
-        Path | None, typer.Option(help="Folder of raw files the dataset spec reads.")
+        Path | None,
+        typer.Option(
+            help="Folder of raw files the dataset spec reads (the inbox); required "
+            "unless --synthetic."
+        ),
     ] = None,
+    synthetic: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic",
+            help="Train on synthetic data, e.g. `make demo`: its own dataset, so --dataset must "
+            "be a synth-* spec (e.g. configs/datasets/synth-ml-1m.yaml).",
+        ),
+    ] = False,
 ) -> None:
     """Run the nightly retraining flow once, locally (a temporary Prefect server that dies with
     this command, unless PREFECT_API_URL points at one)."""
     from flows.local_server import local_prefect_server
     from flows.nightly_retrain import nightly_retrain
 
-    resolve_config(config, set_)  # fail fast, before Prefect starts
+    checked = resolve_config(  # fail fast, before Prefect starts
+        config,
+        [
+            *(set_ or []),
+            *(["synth.enabled=true"] if synthetic else []),
+            *([f"paths.dataset={dataset}"] if dataset is not None else []),
+        ],
+    )
+    if raw_dir is None and checked.paths.raw_dir is None and not checked.synth.enabled:
+        from tasks.raw_data import NO_RAW_DATA
+
+        raise fail(NO_RAW_DATA, code=2)
+    if checked.synth.enabled:
+        from flip_core.data.build import dataset_spec
+        from flip_core.spec import SpecError
+        from tasks.raw_data import synthetic_spec_error
+
+        try:
+            wrong = synthetic_spec_error(dataset_spec(checked).name)
+        except SpecError as exc:
+            raise fail(str(exc), code=2, label="dataset spec error") from None
+        if wrong is not None:
+            raise fail(wrong, code=2)
     with local_prefect_server():
         result = nightly_retrain(
             config_file=config,
             dataset=dataset,
             data_root=data_root,
             raw_dir=raw_dir,
+            synthetic=True if synthetic else None,
             overrides=set_,
         )
     for key, value in result.items():
         console.print(f"{key}: {value}", markup=False, highlight=False)
     if "mlflow_ui" in result:
         console.print(
-            f"Where to look in MLflow: start `{result['mlflow_ui']}`, open mlflow_parent_run "
+            f"Where to look in MLflow: {result['mlflow_ui']}, open mlflow_parent_run "
             f"(every stage's run nested under it) or the links in mlflow_runs above, and the "
             f"registered model {result['registered_model']}.",
             markup=False,

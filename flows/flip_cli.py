@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -64,12 +65,11 @@ def pretrain_command(
     _check_features(features)
     from flip_core.flip_stages import run_pretraining
 
-    start = _start_step()
-    try:
-        result = run_pretraining(cfg, features, out, _callbacks(start, events), resume=resume)
-    except (ValueError, FileNotFoundError) as exc:
-        raise fail(str(exc).splitlines()[0], code=2) from None
-    _finish(result, start, summary)
+    _run_stage(
+        lambda callbacks: run_pretraining(cfg, features, out, callbacks, resume=resume),
+        events,
+        summary,
+    )
 
 
 def finetune_command(
@@ -97,27 +97,29 @@ def finetune_command(
         )
     from flip_core.flip_stages import run_finetuning
 
-    start = _start_step()
-    callbacks = _callbacks(start, events)
+    _run_stage(
+        lambda callbacks: run_finetuning(
+            cfg, features, out, variant, pretrained, callbacks, resume=resume
+        ),
+        events,
+        summary,
+    )
+
+
+def _run_stage(
+    stage: Callable[[list[TrainerCallback]], StageResult],
+    events: Path | None,
+    summary: Path | None,
+) -> None:
+    """Run a training stage with the CLI's callbacks; a bad input exits 2 with its first line."""
+    from flip_core.training.events import StartStep
+
+    start = StartStep(lambda text: console.print(text, markup=False, highlight=False))
     try:
-        result = run_finetuning(
-            cfg,
-            features,
-            out,
-            variant,
-            pretrained,
-            callbacks,
-            resume=resume,
-        )
+        result = stage(_callbacks(start, events))
     except (ValueError, FileNotFoundError) as exc:
         raise fail(str(exc).splitlines()[0], code=2) from None
     _finish(result, start, summary)
-
-
-def _start_step() -> StartStep:
-    from flip_core.training.events import StartStep
-
-    return StartStep(lambda text: console.print(text, markup=False, highlight=False))
 
 
 def _callbacks(start: TrainerCallback, events: Path | None) -> list[TrainerCallback]:

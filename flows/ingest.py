@@ -1,4 +1,4 @@
-"""The ingest flow: raw files (or synthetic data) -> validated Parquet lake."""
+"""The ingest flow: raw files (or synthetic data, when asked for) -> validated Parquet lake."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prefect.logging import get_run_logger
 
 from flows.params import flow_config
 from tasks.ingest import ingest_raw, validate_lake
+from tasks.quiet import quiet_progress_bars
 from tasks.raw_data import prepare_raw_data
 
 
@@ -27,9 +28,10 @@ def ingest_flow(
         config_file: experiment YAML, e.g. configs/demo.yaml.
         dataset: dataset spec YAML (`paths.dataset`), e.g. configs/datasets/ml-1m.yaml.
         data_root: where the lake lives (`paths.data_root`).
-        raw_dir: the inbox of raw files; synthetic data when omitted (`paths.raw_dir`).
+        raw_dir: the inbox of raw files (`paths.raw_dir`); required unless `synth.enabled`.
         overrides: further `section.key=value` overrides, applied before the parameters above.
     """
+    quiet_progress_bars()
     config = flow_config(
         config_file,
         overrides,

@@ -17,16 +17,17 @@ from prefect.logging import get_run_logger
 
 from flip_core.config import FlipConfig
 from flows.params import flow_config
-from tasks.artifacts import mlflow_ui_link
+from tasks.artifacts import mlflow_ui_hint, mlflow_ui_link
 from tasks.caching import work_dir
 from tasks.features import build_features, render_prompts
 from tasks.finetune import finetune
 from tasks.ingest import ingest_raw, validate_lake
 from tasks.launch import TorchrunLaunch
 from tasks.pretrain import pretrain
-from tasks.publish import publish_candidate
+from tasks.publish import PublishedModel, publish_candidate
+from tasks.quiet import quiet_progress_bars
 from tasks.raw_data import prepare_raw_data
-from tasks.tracking import TrackedRun, flow_parent_run
+from tasks.tracking import TrackedRun, current_flow_run_id, flow_parent_run
 
 Variant = Literal["flip", "flip_id", "flip_plm"]
 FLOW_TIMEOUT_S = 20 * 3600  # a night's run must end before the next night's starts
@@ -38,6 +39,8 @@ def nightly_retrain(
     dataset: Path | None = None,
     data_root: Path | None = None,
     raw_dir: Path | None = None,
+    synthetic: bool | None = None,
+    tracking_uri: str | None = None,
     plm: str | None = None,
     variants: list[Variant] | None = None,
     overrides: list[str] | None = None,
@@ -51,7 +54,13 @@ def nightly_retrain(
         config_file: experiment YAML (relative to the working directory), e.g. configs/demo.yaml.
         dataset: dataset spec YAML (`paths.dataset`), e.g. configs/datasets/ml-1m.yaml.
         data_root: where the lake, features and models live (`paths.data_root`).
-        raw_dir: the inbox of raw files; synthetic data when omitted (`paths.raw_dir`).
+        raw_dir: the inbox of raw files (`paths.raw_dir`); without it (and without
+            `synthetic`) the run fails: there is no synthetic fallback.
+        synthetic: train on synthetic data instead (`synth.enabled`; demos and tests): its own
+            dataset, so `dataset` must be a `synth-*` spec (e.g.
+            configs/datasets/synth-ml-1m.yaml); it never competes with a real one.
+        tracking_uri: MLflow tracking/registry URI (`mlflow.tracking_uri`); default: the config
+            file's, else the worker's MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.
         plm: pretrained language model, hub name or local path (`plm.name`).
         variants: finetuning variants to train (`finetune.variants`).
         overrides: further `section.key=value` overrides, applied before the parameters above.
@@ -60,6 +69,7 @@ def nightly_retrain(
         nnodes: nodes taking part in training (each other node runs the logged torchrun line).
         rdzv_endpoint: `host:port` of the torchrun rendezvous, needed when nnodes > 1.
     """
+    quiet_progress_bars()
     config = flow_config(
         config_file,
         overrides,
@@ -67,6 +77,8 @@ def nightly_retrain(
             "paths.dataset": dataset,
             "paths.data_root": data_root,
             "paths.raw_dir": raw_dir,
+            "synth.enabled": synthetic,
+            "mlflow.tracking_uri": tracking_uri,
             "plm.name": plm,
             "finetune.variants": variants,
         },
@@ -143,21 +155,41 @@ def _stages(config: FlipConfig, parent: TrackedRun, launch: TorchrunLaunch) -> d
                 variant,
                 prompts.protocol,
                 prompts.content_hash,
+                lake.dataset,
+                splits_dir=split_build_dir(prompts.features_dir),
             )
         )
     uri = config.mlflow.tracking_uri
+    this_run = current_flow_run_id()
     summary.update(
+        dataset=lake.dataset,
         models={p.version: ("champion" if p.champion else "challenger") for p in published},
-        gate={p.version: p.reason for p in published},
+        gate={p.version: _gate_line(p, this_run) for p in published},
         mlflow_runs={p.version: mlflow_ui_link(uri, p.experiment_id, p.run_id) for p in published},
         mlflow_parent_run=mlflow_ui_link(uri, parent.experiment_id, parent.run_id),
-        mlflow_ui=f"mlflow ui --backend-store-uri {uri} --port 5000",
+        mlflow_ui=mlflow_ui_hint(uri),
         registered_model=f"models:/{config.mlflow.registered_model}@champion",
     )
 
     parent.log_dict(summary, "summary.json")
     _publish_summary(summary)
     return summary
+
+
+def split_build_dir(features_dir: Path) -> Path:
+    """The split build a feature folder was rendered from (`<splits_dir>/prompts/<key>`), whose
+    `splits/{valid,test}.parquet` the champion gate rescores models on."""
+    return features_dir.parent.parent
+
+
+def _gate_line(published: PublishedModel, this_run: str | None) -> str:
+    """The gate's reason when this run gated the model; otherwise say that nothing new ran."""
+    if published.flow_run_id is None or published.flow_run_id == this_run:
+        return published.reason
+    return (
+        f"no new model (publish-model cached): v{published.version} was registered and gated by "
+        f"flow run {published.flow_run_id}; no alias moved in this run"
+    )
 
 
 def _publish_summary(summary: dict[str, Any]) -> None:

@@ -84,6 +84,13 @@ def mlflow_ui_link(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+def mlflow_ui_hint(tracking_uri: str) -> str:
+    """How to browse `tracking_uri`: a server's own UI, or `mlflow ui` on a local store."""
+    if urlparse(tracking_uri).scheme in {"http", "https"}:
+        return f"open {tracking_uri} in a browser (the tracking server serves the MLflow UI)"
+    return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+
+
 def publish_validation_report(
     dataset: str,
     counts: Mapping[str, Mapping[str, int]],
@@ -120,9 +127,6 @@ def publish_mlflow_link(
     """Artifact `mlflow-run`: a link to the run (and the registered version) in the MLflow UI."""
     link = mlflow_ui_link(tracking_uri, experiment_id, run_id)
     what = f"run {run_id}" + (f", model {model_name} v{version}" if model_name else "")
-    description = (
-        f"MLflow {what} (tracking URI `{tracking_uri}`; for a local store start the UI with "
-        f"`mlflow ui --backend-store-uri {tracking_uri}`)"
-    )
+    description = f"MLflow {what} (tracking URI `{tracking_uri}`; {mlflow_ui_hint(tracking_uri)})"
     artifact = create_link_artifact(link, link_text=what, key=MLFLOW_KEY, description=description)
     return cast(UUID, artifact)

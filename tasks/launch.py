@@ -25,7 +25,8 @@ import os
 import shlex
 import sys
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -104,6 +105,20 @@ class TrainedModel(BaseModel):
     world_size: int = 1
 
 
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Only errors from transformers' logger while a stage runs: its weight-load report (the
+    pretrained encoder's unused pooler, the new heads) is expected, not news, in a task log."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
 class StageLaunchError(RuntimeError):
     """The stage's torchrun exited non-zero (the message ends with its last output lines)."""
 
@@ -123,7 +138,8 @@ def train_stage(
     resume = "latest" if list_checkpoints(output_dir / "checkpoints") else None
     start = StartStep(announce=lambda text: log(f"{stage}: {text}"))
     if launch is None or not launch.under_torchrun:
-        result = in_process([*callbacks, start], resume)
+        with quiet_transformers():
+            result = in_process([*callbacks, start], resume)
         return StageOutcome(
             result.model_dir, result.metrics, result.train.global_step, ddp.world_size(), start.step
         )
@@ -159,7 +175,7 @@ def _under_torchrun(
     ]  # fmt: skip
     cmd = launch.command(args, rdzv_id=f"{stage}-{output_dir.name}")
     log(f"{stage}: launching {shlex.join(cmd)}")
-    env = shim_env({**os.environ, "PYTHONUNBUFFERED": "1"})
+    env = shim_env({**os.environ, "PYTHONUNBUFFERED": "1", "TRANSFORMERS_VERBOSITY": "error"})
     workers: deque[str] = deque(maxlen=ERROR_LINES)
 
     def forward(line: str) -> None:

@@ -4,7 +4,8 @@ Opens an MLflow run `publish-<variant>` (tagged with the Prefect flow-run id; a 
 flow's parent run), logs the resolved config and the model's metrics, registers the model
 through `tasks.registry.publish_model` under the registry lock, and publishes the
 `metrics-vs-champion` and `mlflow-run` artifacts. Cached on the model's content hash: a rerun
-on unchanged data registers nothing and moves no alias.
+on unchanged data registers nothing and moves no alias (its result names the flow run that did
+publish, `flow_run_id`, so a summary can tell an old decision from a new one).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from flip_core.config import FlipConfig
 from tasks.artifacts import publish_metrics_table, publish_mlflow_link
 from tasks.caching import content_cache
 from tasks.locks import registry_lock
-from tasks.registry import current_champion, publish_model
+from tasks.registry import current_champion, model_metrics, publish_model
 from tasks.retry import retry_transient
-from tasks.tracking import configure, log_config, tracked_run
+from tasks.tracking import configure, current_flow_run_id, log_config, tracked_run
 
 
 class PublishedModel(BaseModel):
@@ -35,6 +36,8 @@ class PublishedModel(BaseModel):
     champion: bool
     reason: str
     content_hash: str
+    dataset: str = ""
+    flow_run_id: str | None = None
 
 
 @task(
@@ -52,27 +55,48 @@ def publish_candidate(
     variant: str,
     protocol: str,
     data_hash: str,
+    dataset: str,
+    splits_dir: Path | None = None,
 ) -> PublishedModel:
-    """Log, register and gate `model_dir`; returns the version and whether it became champion."""
+    """Log, register and gate `model_dir` (trained on `dataset`); returns the version and
+    whether it became champion. `splits_dir`: the split build of `model_dir`'s features, whose
+    current valid/test rows the gate rescores the champion and the challenger on."""
     client, experiment_id = configure(config.mlflow)
     name = config.mlflow.registered_model
     before = current_champion(client, name)
+    evaluation = model_metrics(metrics)
     champion_metrics = (
-        {k: float(v) for k, v in before.tags.items() if k in metrics and _is_float(v)}
+        {k: float(v) for k, v in before.tags.items() if k in evaluation and _is_float(v)}
         if before is not None
         else None
     )
-    with tracked_run(config, run_name=f"publish-{variant}", tags={"variant": variant}) as run:
+    tags = {"variant": variant, "dataset": dataset}
+    with tracked_run(config, run_name=f"publish-{variant}", tags=tags) as run:
         log_config(run, config)
-        run.log_metrics(metrics)
+        run.log_metrics(evaluation)
         with registry_lock(config):
-            result = publish_model(config, run.run_id, model_dir, metrics, protocol, data_hash)
+            result = publish_model(
+                config,
+                run.run_id,
+                model_dir,
+                metrics,
+                protocol,
+                data_hash,
+                dataset,
+                variant,
+                splits_dir=splits_dir,
+            )
     verdict = "new champion" if result.champion else "champion kept"
     get_run_logger().info("%s v%s: %s (%s)", result.name, result.version, verdict, result.reason)
-    title = f"{name} v{result.version} ({variant}) vs champion" + (
+    if champion_metrics is not None and result.rescored_champion is not None:
+        # the gate metrics as the gate compared them: both models scored on the current rows
+        current = " (current rows)"
+        champion_metrics.update({k + current: v for k, v in result.rescored_champion.items()})
+        evaluation.update({k + current: v for k, v in (result.rescored_challenger or {}).items()})
+    title = f"{name} v{result.version} ({variant}, {dataset}) vs champion" + (
         f" v{before.version}" if before is not None else ""
     )
-    publish_metrics_table(metrics, champion_metrics, f"{verdict}: {result.reason}", title)
+    publish_metrics_table(evaluation, champion_metrics, f"{verdict}: {result.reason}", title)
     publish_mlflow_link(
         config.mlflow.tracking_uri, experiment_id, run.run_id, result.name, result.version
     )
@@ -85,6 +109,8 @@ def publish_candidate(
         champion=result.champion,
         reason=result.reason,
         content_hash=f"{result.name}:{result.version}",
+        dataset=dataset,
+        flow_run_id=current_flow_run_id(),
     )
 
 

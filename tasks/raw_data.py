@@ -1,4 +1,10 @@
-"""Task: make sure the dataset's raw files exist (the given folder, or synthetic ones)."""
+"""Task: make sure the dataset's raw files exist (the given inbox, or synthetic ones on request).
+
+There is no synthetic fallback: a run with neither `paths.raw_dir` nor `synth.enabled` fails with
+`NoRawDataError` (a scheduled deployment run must never train on made-up data). Synthetic data is
+its own dataset: `synth.enabled` needs a dataset spec named `synth-*` (e.g.
+configs/datasets/synth-ml-1m.yaml), so a model of synthetic data never competes with real data.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from prefect import task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from flip_core.config import FlipConfig
+from flip_core.config import SYNTHETIC_PREFIX, FlipConfig
 from flip_core.data.build import dataset_spec
 from flip_core.data.synth import write_synthetic_movielens
 from flip_core.data.synth_apps import write_synthetic_apps
@@ -20,6 +26,29 @@ from tasks.faults import inject_faults
 from tasks.retry import retry_transient
 
 APPS_SCHEMA = "synth-apps"  # the dataset whose synthetic data is the app-usage log
+
+
+class NoRawDataError(ValueError):
+    """Neither a raw folder nor synthetic data was asked for."""
+
+
+NO_RAW_DATA = (
+    "no raw data: this run has no raw_dir (the flow/deployment parameter raw_dir, "
+    "`flip run --raw-dir DIR`, or paths.raw_dir in the config) and synthetic data was not asked "
+    "for (synth.enabled=true, `flip run --synthetic`); refusing to train on synthetic data by "
+    "default"
+)
+
+
+def synthetic_spec_error(spec_name: str) -> str | None:
+    """Why synthetic data may not be written as dataset `spec_name` (None: it may)."""
+    if spec_name.startswith(SYNTHETIC_PREFIX):
+        return None
+    return (
+        f"synthetic data is its own dataset, never {spec_name!r}: with synth.enabled "
+        f"(`flip run --synthetic`) choose a {SYNTHETIC_PREFIX}* dataset spec, e.g. --dataset "
+        "configs/datasets/synth-ml-1m.yaml (paths.dataset)"
+    )
 
 
 class RawDataManifest(BaseModel):
@@ -43,7 +72,8 @@ class RawDataManifest(BaseModel):
     ),
 )
 def prepare_raw_data(config: FlipConfig) -> RawDataManifest:
-    """Return the configured raw folder, or write a seeded synthetic dataset under the data root.
+    """Return the configured raw folder, or, with `synth.enabled`, write a seeded synthetic
+    dataset under the data root; fail (`NoRawDataError`) when neither is configured.
 
     Cached on the raw folder's content (or the synthetic settings), so an unchanged inbox is not
     hashed twice in a run and a rerun skips it.
@@ -56,6 +86,11 @@ def prepare_raw_data(config: FlipConfig) -> RawDataManifest:
         _check_raw_dir(raw_dir, spec)
         logger.info("Using raw data in %s", raw_dir)
         return RawDataManifest(raw_dir=raw_dir, content_hash=tree_sha256(raw_dir), synthetic=False)
+    if not config.synth.enabled:
+        raise NoRawDataError(NO_RAW_DATA)
+    wrong = synthetic_spec_error(spec.name)
+    if wrong is not None:
+        raise NoRawDataError(wrong)
     s = config.synth
     raw_dir = (
         config.paths.data_root

@@ -33,15 +33,36 @@ class ScoreSummary(BaseModel):
 
 
 def load_scoring_model(model_uri: str, tracking_uri: str | None = None) -> PyFuncModel:
-    """Load a pyfunc by URI (`models:/NAME@champion`, `runs:/...`, a local path)."""
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
+    """Load a pyfunc by URI (`models:/NAME@champion`, `runs:/...`, a local path).
+
+    `tracking_uri` (default: MLflow's own resolution, MLFLOW_TRACKING_URI) is where `models:/`
+    and `runs:/` URIs are looked up; errors name it. A `sqlite:` store that does not exist is an
+    error (MLflow would create an empty one and then not find the model in it).
+    """
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if model_uri.startswith(("models:/", "runs:/")):
+        _check_store(uri)
     try:
         return mlflow.pyfunc.load_model(model_uri)
     except Exception as exc:  # mlflow raises several types for a bad URI
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ScoringError(f"cannot load model {model_uri}: {first}") from exc
+        first = first.removeprefix("RESOURCE_DOES_NOT_EXIST: ")
+        where = f" in {uri}" if first.endswith("not found") else f" (tracking URI {uri})"
+        raise ScoringError(f"cannot load model {model_uri}: {first}{where}") from exc
+
+
+def _check_store(uri: str) -> None:
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.is_file():
+        raise ScoringError(
+            f"no MLflow store at {uri} ({path.resolve()} does not exist): point "
+            "MLFLOW_TRACKING_URI (or --set mlflow.tracking_uri=...) at the tracking server or "
+            "database that holds the registered model"
+        )
 
 
 def score_file(

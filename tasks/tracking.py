@@ -6,7 +6,8 @@ start time of its owner; at every start, RUNNING runs whose owner is gone are ma
 SIGKILLed process never leaves a run RUNNING for long. A retried flow (same Prefect flow-run id
 and run name) resumes its run instead of opening a new one. A flow opens one parent run
 (`flow_parent_run`); every run opened later under the same flow-run id is created as its child
-(tag `mlflow.parentRunId`, shown as a tree in the MLflow UI).
+(tag `mlflow.parentRunId`, shown as a tree in the MLflow UI). A run that fails (or is killed)
+carries the error: tag `flip.error`, its description, and `error.txt` with the traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import socket
 import subprocess
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +50,8 @@ TAG_REPAIRED = "flip.repaired"
 TAG_ROLE = "flip.role"
 TAG_RESUME_KEY = "flip.resume_key"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_ERROR = "flip.error"
+TAG_PREVIOUS_ERROR = "flip.previous_error"
 ROLE_PARENT = "flow-parent"
 EVALUATION_SPLITS = ("valid", "test")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -329,13 +333,41 @@ def tracked_run(
     with _sigterm_raises():
         try:
             yield run
-        except (KeyboardInterrupt, RunTerminated):
+        except (KeyboardInterrupt, RunTerminated) as exc:
+            _record_error(run, exc)
             client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.KILLED))
             raise
-        except BaseException:
+        except BaseException as exc:
+            _record_error(run, exc)
             client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
             raise
+        if previous is not None and TAG_ERROR in previous.data.tags:
+            _clear_error(run, previous.data.tags[TAG_ERROR])
         client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FINISHED))
+
+
+def error_line(exc: BaseException) -> str:
+    """`Type: first line of the message`, for tags and summaries."""
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+
+
+def _record_error(run: TrackedRun, exc: BaseException) -> None:
+    """Put why a run failed on it: tag `flip.error` (one line), the run's description (the
+    MLflow UI's note) and `error.txt` (the traceback). Best effort: never hides `exc`."""
+    line = error_line(exc)[:_MAX_PARAM_LEN]
+    trace = "".join(traceback.format_exception(exc))
+    try:
+        run.set_tags({TAG_ERROR: line, "mlflow.note.content": f"Failed: {line}"})
+        run.log_text(trace, "error.txt")
+    except Exception:  # the original error matters more than its record
+        pass
+
+
+def _clear_error(run: TrackedRun, error: str) -> None:
+    """A resumed run that finished is no longer failed: keep the old error as history only."""
+    run.set_tags({TAG_PREVIOUS_ERROR: error, "mlflow.note.content": f"Finished after: {error}"})
+    run.client.delete_tag(run.run_id, TAG_ERROR)
 
 
 def _start_tags(

@@ -78,7 +78,10 @@ def run_mlflow_server(root: Path, startup_timeout_s: float = 180.0) -> Iterator[
         "--artifacts-destination", str(root / "artifacts"),
     ]  # fmt: skip
     log = (root / "server.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no GenAI job runner
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", startup_timeout_s, proc)
         yield MLflowServer(uri=f"http://127.0.0.1:{port}", root=root)

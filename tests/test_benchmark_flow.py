@@ -50,6 +50,8 @@ def test_benchmark_flow_trains_every_pair_and_reruns_from_cache(tmp_path: Path):
         "seeds": [0, 1],
         "results_path": results,
         "overrides": [
+            "synth.enabled=true",
+            "paths.dataset=configs/datasets/synth-ml-1m.yaml",
             "synth.users=60",
             "synth.movies=40",
             "synth.ratings_per_user=20",
@@ -66,8 +68,8 @@ def test_benchmark_flow_trains_every_pair_and_reruns_from_cache(tmp_path: Path):
     text = results.read_text(encoding="utf-8")
     assert "| dcnv2 | 2 |" in text and "| deepfm | 2 |" in text
     assert (
-        "flip benchmark --dataset configs/datasets/ml-1m.yaml --protocol ml1m-time-811 "
-        "--models dcnv2,deepfm --seeds 0,1" in text
+        "flip benchmark --dataset configs/datasets/synth-ml-1m.yaml --protocol ml1m-time-811 "
+        "--models dcnv2,deepfm --seeds 0,1 --set synth.enabled=true --set synth.users=60" in text
     )
 
     state = benchmark(**kwargs, return_state=True)
@@ -87,6 +89,8 @@ def test_benchmark_flow_runs_flip_variants_after_one_pretraining(
         seeds=[0, 1],
         results_path=results,
         overrides=[
+            "synth.enabled=true",
+            "paths.dataset=configs/datasets/synth-ml-1m.yaml",
             "synth.users=40",
             "synth.movies=30",
             "synth.ratings_per_user=15",
@@ -132,6 +136,8 @@ def test_benchmark_flow_writes_the_evidence_of_every_arm(tmp_path: Path, tiny_pl
         seeds=[0, 1],
         results_path=results,
         overrides=[
+            "synth.enabled=true",
+            "paths.dataset=configs/datasets/synth-ml-1m.yaml",
             "synth.users=40",
             "synth.movies=30",
             "synth.ratings_per_user=15",
@@ -187,6 +193,7 @@ def test_the_recorded_command_has_no_machine_paths(tmp_path: Path):
             "plm.num_layers=1",
             f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
             f"paths.data_root={tmp_path}",
+            "paths.dataset=configs/datasets/ml-1m.yaml",  # recorded as --dataset
             "benchmark.plm_side=[a, b]",
         ],
         ["flip_id", "scratch"],
@@ -201,3 +208,7 @@ def test_the_recorded_command_has_no_machine_paths(tmp_path: Path):
     assert str(tmp_path) not in command
     outside = benchmark_command(tmp_path / "x.yaml", None, "p", ["dcnv2"], [0], None)
     assert outside == "flip benchmark --config CONFIG/x.yaml --protocol p --models dcnv2 --seeds 0"
+    raw_by_set = benchmark_command(
+        None, tmp_path / "ml-1m", "p", ["dcnv2"], [0], [f"paths.raw_dir={tmp_path}/ml-1m"]
+    )
+    assert raw_by_set == "flip benchmark --raw-dir DATA/ml-1m --protocol p --models dcnv2 --seeds 0"

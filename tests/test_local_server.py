@@ -51,7 +51,9 @@ def test_killed_flip_run_takes_its_prefect_server_down(tmp_path: Path):
         FLIP_FAULTS="prepare-raw-data:sleep=600",  # the flow waits in its first step
     )
     cmd = [
-        sys.executable, "-m", "flows.cli", "run", "--data-root", str(tmp_path / "data"),
+        sys.executable, "-m", "flows.cli", "run", "--synthetic",
+        "--dataset", "configs/datasets/synth-ml-1m.yaml",
+        "--data-root", str(tmp_path / "data"),
         "--set", f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
     ]  # fmt: skip
     log = (tmp_path / "flip-run.log").open("wb")

@@ -150,3 +150,10 @@ def test_failed_nightly_flow_fails_its_parent_run(tmp_path: Path, mlflow_server:
     (parent,) = _parent_runs(client, experiment)
     assert parent.info.status == "FAILED"
     assert _children(client, parent) == {}
+    # the run says why it failed: a tag, its description, the traceback
+    error = parent.data.tags["flip.error"]
+    assert error.startswith("FileNotFoundError: raw data folder") and "does not exist" in error
+    assert parent.data.tags["mlflow.note.content"] == f"Failed: {error}"
+    trace = client.download_artifacts(parent.info.run_id, "error.txt", str(tmp_path))
+    text = Path(trace).read_text(encoding="utf-8")
+    assert text.startswith("Traceback") and "prepare_raw_data" in text

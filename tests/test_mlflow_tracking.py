@@ -88,12 +88,16 @@ def test_sigterm_marks_killed_and_exception_marks_failed(mlflow_server: str) -> 
     proc, run_id = _start_owner(mlflow_server, cfg.mlflow.experiment, "sleep")
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=60)
-    assert client.get_run(run_id).info.status == "KILLED"
+    killed = client.get_run(run_id)
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags[tracking.TAG_ERROR] == f"RunTerminated: signal {int(signal.SIGTERM)}"
 
     proc, run_id = _start_owner(mlflow_server, cfg.mlflow.experiment, "fail")
     proc.wait(timeout=60)
     assert proc.returncode != 0
-    assert client.get_run(run_id).info.status == "FAILED"
+    failed = client.get_run(run_id)
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags[tracking.TAG_ERROR] == "RuntimeError: boom"
 
 
 def test_retried_flow_resumes_its_run(mlflow_server: str) -> None:
@@ -102,7 +106,10 @@ def test_retried_flow_resumes_its_run(mlflow_server: str) -> None:
     with pytest.raises(RuntimeError), tracking.tracked_run(cfg, "finetune", "flow-42") as first:
         first.log_metrics({"valid/auc": 0.6}, step=1)
         raise RuntimeError("transient")
-    assert client.get_run(first.run_id).info.status == "FAILED"
+    failed = client.get_run(first.run_id)
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags[tracking.TAG_ERROR] == "RuntimeError: transient"
+    assert failed.data.tags["mlflow.note.content"] == "Failed: RuntimeError: transient"
     with tracking.tracked_run(cfg, "finetune", "flow-42") as second:
         second.log_metrics({"valid/auc": 0.7}, step=2)
     with tracking.tracked_run(cfg, "finetune", "flow-43") as other:
@@ -113,6 +120,8 @@ def test_retried_flow_resumes_its_run(mlflow_server: str) -> None:
     assert run.info.status == "FINISHED"
     assert run.data.tags[tracking.TAG_FLOW_RUN] == "flow-42"
     assert run.data.tags[tracking.TAG_ATTEMPTS] == "2"
+    assert tracking.TAG_ERROR not in run.data.tags  # finished now: the error is history
+    assert run.data.tags[tracking.TAG_PREVIOUS_ERROR] == "RuntimeError: transient"
     history = client.get_metric_history(first.run_id, "valid/auc")
     assert [(m.step, m.value) for m in history] == [(1, 0.6), (2, 0.7)]
 
@@ -198,6 +207,8 @@ def test_retried_prefect_flow_resumes_its_run(prefect_api: None, mlflow_server: 
     assert run.info.status == "FINISHED"
     assert len(run.data.tags[tracking.TAG_FLOW_RUN]) == 36  # a Prefect flow-run UUID
     assert run.data.tags[tracking.TAG_ATTEMPTS] == "2"
+    assert tracking.TAG_ERROR not in run.data.tags  # finished now: the error is history
+    assert run.data.tags[tracking.TAG_PREVIOUS_ERROR] == "RuntimeError: transient failure"
 
 
 def test_flow_parent_run_nests_children_fails_and_resumes_on_retry(

@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-from flip_core.config import load_config
+from flip_core.config import ConfigError, load_config
 from flip_core.data.synth import write_synthetic_movielens
 from flows.params import flow_config
-from tasks.artifacts import metrics_markdown, mlflow_ui_link, validation_markdown
+from tasks.artifacts import metrics_markdown, mlflow_ui_hint, mlflow_ui_link, validation_markdown
 from tasks.caching import cache_key, code_version, work_dir
 from tasks.faults import fault_callbacks, inject_faults, parse_faults
 from tasks.locks import lake_lock, lake_lock_file, registry_lock_file
 from tasks.raw_data import RawDataManifest, prepare_raw_data
+
+SYNTH_SPEC = "configs/datasets/synth-ml-1m.yaml"
 
 
 def _config(tmp_path: Path, *extra: str):
@@ -84,7 +86,13 @@ def test_code_version_is_a_stable_hash_and_work_dir_is_deterministic(tmp_path: P
 
 @flow
 def _prepare_twice(data_root: Path) -> list[str]:
-    config = load_config(None, [f"paths.data_root={data_root}", "synth.users=8", "synth.movies=6"])
+    overrides = [
+        f"paths.data_root={data_root}",
+        "synth.enabled=true",
+        f"paths.dataset={SYNTH_SPEC}",
+        "synth.users=8",
+    ]
+    config = load_config(None, [*overrides, "synth.movies=6"])
     first = prepare_raw_data(config, return_state=True)
     second = prepare_raw_data(config, return_state=True)
     assert first.result() == second.result()
@@ -98,7 +106,13 @@ def test_second_call_with_same_content_is_a_cache_hit(tmp_path: Path):
 
 @flow
 def _prepare_with_fault(data_root: Path) -> str:
-    config = load_config(None, [f"paths.data_root={data_root}", "synth.users=4"])
+    overrides = [
+        f"paths.data_root={data_root}",
+        "synth.enabled=true",
+        f"paths.dataset={SYNTH_SPEC}",
+        "synth.users=4",
+    ]
+    config = load_config(None, overrides)
     state = prepare_raw_data.with_options(retry_delay_seconds=0)(config, return_state=True)
     return str(state.name)
 
@@ -200,6 +214,38 @@ def test_artifact_markdown():
     assert "No champion yet" in first
     assert mlflow_ui_link("http://h:5000/", "1", "abc") == "http://h:5000/#/experiments/1/runs/abc"
     assert mlflow_ui_link("sqlite:///m.db", "1", "abc").startswith("http://127.0.0.1:5000/")
+    # how to browse: a server is its own UI; only a local store needs `mlflow ui`
+    assert mlflow_ui_hint("http://h:5000") == (
+        "open http://h:5000 in a browser (the tracking server serves the MLflow UI)"
+    )
+    assert mlflow_ui_hint("sqlite:///m.db").startswith("mlflow ui --backend-store-uri sqlite:///")
+
+
+def test_tracking_uri_explicit_config_then_environment_then_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert load_config().mlflow.tracking_uri == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert load_config().mlflow.tracking_uri == "http://127.0.0.1:5999"
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("mlflow:\n  tracking_uri: sqlite:///from-file.db\n")
+    assert load_config(yaml_file).mlflow.tracking_uri == "sqlite:///from-file.db"
+    explicit = flow_config(yaml_file, None, **{"mlflow.tracking_uri": "http://param:1"})
+    assert explicit.mlflow.tracking_uri == "http://param:1"
+
+
+def test_synthetic_data_is_its_own_dataset_and_never_beside_a_raw_folder(tmp_path: Path):
+    from flip_core.data.build import dataset_spec
+    from tasks.raw_data import synthetic_spec_error
+
+    assert dataset_spec(load_config()).name == "ml-1m"
+    synthetic = load_config(overrides=["synth.enabled=true", f"paths.dataset={SYNTH_SPEC}"])
+    assert dataset_spec(synthetic).name == "synth-ml-1m"
+    assert synthetic_spec_error("synth-ml-1m") is None
+    assert "never 'ml-1m'" in (synthetic_spec_error("ml-1m") or "")
+    with pytest.raises(ConfigError, match="choose real data"):
+        load_config(overrides=["synth.enabled=true", f"paths.raw_dir={tmp_path}"])
 
 
 def test_flow_parameters_override_the_file(tmp_path: Path):

@@ -36,6 +36,7 @@ START_TIMEOUT_S = 240
 RUN_TIMEOUT_S = 600
 # Small enough for CI's 2 cores; every stage still sees train/valid/test rows.
 TINY = [
+    "synth.enabled=true",  # the nightly deployment has no inbox: synthetic data, asked for
     "synth.users=40",
     "synth.movies=30",
     "synth.ratings_per_user=20",
@@ -95,10 +96,15 @@ class PrefectStack:
     def run_deployment(
         self, params: dict[str, Any], env: dict[str, str] | None = None, watch: bool = True
     ) -> str:
-        """`prefect deployment run ... [--watch]`; returns the flow-run id."""
+        """`prefect deployment run ... [--watch]`; returns the flow-run id.
+
+        MLflow's location reaches the run as the work-pool variable `MLFLOW_TRACKING_URI` (the
+        run's `env` job variable), as ops would set it: no parameter or override names it.
+        """
+        data_root = Path(params["data_root"])
+        env = {"MLFLOW_TRACKING_URI": _tracking(data_root), **(env or {})}
         args = ["deployment", "run", DEPLOYMENT, "--params", json.dumps(params)]
-        if env:
-            args += ["--job-variable", f"env={json.dumps(env)}"]
+        args += ["--job-variable", f"env={json.dumps(env)}"]
         if watch:
             args += ["--watch", "--watch-timeout", str(RUN_TIMEOUT_S)]
         result = self.cli(*args, timeout=RUN_TIMEOUT_S + 60)
@@ -216,10 +222,12 @@ def _kill_flow_runs(api: str) -> None:
 def _params(data_root: Path, plm: Path, *extra: str) -> dict[str, Any]:
     return {
         "config_file": "configs/demo.yaml",
+        # synthetic data is its own dataset: the deployment's default spec (ml-1m) is replaced
+        "dataset": "configs/datasets/synth-ml-1m.yaml",
         "data_root": str(data_root),
         "plm": str(plm),
         "variants": ["flip_id"],
-        "overrides": [*TINY, f"mlflow.tracking_uri={_tracking(data_root)}", *extra],
+        "overrides": [*TINY, *extra],
     }
 
 
@@ -251,6 +259,9 @@ def test_deployments_from_prefect_yaml(stack: PrefectStack):
     assert nightly["schedules"][0]["schedule"]["timezone"] == "UTC"
     assert nightly["parameters"]["config_file"] == "configs/demo.yaml"
     assert {"ingest", "benchmark"} <= set(by_name)
+    for name in ("nightly-retrain", "ingest", "benchmark"):  # the spec the inbox is read with
+        assert by_name[name]["parameters"]["dataset"] == "configs/datasets/ml-1m.yaml"
+    assert "raw_dir" not in nightly["parameters"] and "synthetic" not in nightly["parameters"]
     assert nightly["pull_steps"] == [
         {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $FLIP_CTR_HOME }}"}}
     ]
@@ -275,8 +286,11 @@ def test_nightly_run_end_to_end_then_a_rerun_does_nothing_new(
     assert "No champion yet" in artifacts["metrics-vs-champion"]["data"]
     assert "(http://127.0.0.1:5000/#/experiments/" in artifacts["mlflow-run"]["data"]
     assert _versions(data_root) == {"1": ["challenger", "champion"]}
-    (manifest_path,) = (data_root / "lake").glob("*/_manifest.json")  # the one dataset's lake
-    manifest = manifest_path.read_bytes()
+    manifest = (data_root / "lake" / "synth-ml-1m" / "_manifest.json").read_bytes()
+    # the worker's own log (the flow runs' output): no progress bars, no weight-load report
+    worker_log = (stack.workdir / "worker.log").read_text(errors="replace")
+    assert "Finished in state Completed" in worker_log
+    assert "it/s]" not in worker_log and "LOAD REPORT" not in worker_log
 
     second = stack.run_deployment(params)
     assert stack.flow_run(second)["state"]["type"] == "COMPLETED"
@@ -286,8 +300,14 @@ def test_nightly_run_end_to_end_then_a_rerun_does_nothing_new(
     # ingest always looks at the inbox (idempotent, not cached); it found nothing new
     assert states.pop("ingest-raw") == "Completed"
     assert set(states.values()) == {"Cached"}, states
-    assert manifest_path.read_bytes() == manifest
+    assert (data_root / "lake" / "synth-ml-1m" / "_manifest.json").read_bytes() == manifest
     assert _versions(data_root) == {"1": ["challenger", "champion"]}  # no alias moved
+    summary = stack.artifacts(second)["nightly-summary"]["data"]
+    assert (
+        f"no new model (publish-model cached): v1 was registered and gated by flow run {first}"
+        in summary
+    )
+    assert "no champion yet" not in summary  # the first run's decision is not repeated as news
 
 
 def test_killed_run_reruns_from_the_cache(stack: PrefectStack, tmp_path: Path, tiny_plm_dir: Path):

@@ -60,6 +60,8 @@ def test_killed_during_finetuning_then_rerun_resumes(tmp_path: Path, tiny_plm_di
         "plm": str(tiny_plm_dir),
         "variants": ["flip_id"],
         "overrides": [
+            "synth.enabled=true",
+            "paths.dataset=configs/datasets/synth-ml-1m.yaml",
             "synth.users=40",
             "synth.movies=30",
             "synth.ratings_per_user=20",

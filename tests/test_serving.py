@@ -159,6 +159,40 @@ def test_flip_score_bad_input_fails_with_one_line(
     ]  # fmt: skip
     result = CliRunner().invoke(app, bad_model)
     assert result.exit_code == 2 and "cannot load model" in result.output
+    assert f"no-such-model not found in {cfg.mlflow.tracking_uri}" in result.output
+
+
+def test_flip_score_reads_mlflow_tracking_uri_from_the_environment(
+    champion: tuple[FlipConfig, TrainedModel],
+    rows: pd.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg, model = champion
+    rows.to_parquet(tmp_path / "raw.parquet", index=False)
+    out = tmp_path / "scores.parquet"
+    args = ["score", "--model", f"models:/{cfg.mlflow.registered_model}@champion"]
+    args += ["--input", str(tmp_path / "raw.parquet"), "--output", str(out)]
+    monkeypatch.chdir(tmp_path)  # the default store would be ./mlflow.db here
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", cfg.mlflow.tracking_uri)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    scored = pd.read_parquet(out)
+    np.testing.assert_allclose(scored[OUTPUT_COLUMN], _expected(model, rows), rtol=1e-5)
+    assert not (tmp_path / "mlflow.db").exists()
+
+    # explicit config wins over the environment
+    missing = f"sqlite:///{tmp_path}/elsewhere.db"
+    result = CliRunner().invoke(app, [*args, "--set", f"mlflow.tracking_uri={missing}"])
+    assert result.exit_code == 2
+    assert f"no MLflow store at {missing}" in result.output
+    assert not (tmp_path / "elsewhere.db").exists()  # no empty store made on the way
+
+    # without either, the default ./mlflow.db, which is not there: said, not created
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "no MLflow store at sqlite:///mlflow.db" in result.output
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_batch_score_flow(

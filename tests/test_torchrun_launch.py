@@ -168,6 +168,8 @@ def test_nightly_flow_trains_with_two_processes(tmp_path: Path, tiny_plm_dir: Pa
         variants=["flip_id"],
         nproc_per_node=2,
         overrides=[
+            "synth.enabled=true",
+            "paths.dataset=configs/datasets/synth-ml-1m.yaml",
             "synth.users=40",
             "synth.movies=30",
             "synth.ratings_per_user=20",

@@ -1,4 +1,5 @@
-"""A tqdm progress bar showing loss and samples/s, silent off the main process."""
+"""A tqdm progress bar showing loss and samples/s, silent off the main process and when stderr
+is not a terminal (a worker's log, a redirected file)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ class ProgressBar:
 
     def __init__(self, total: int, initial: int, enabled: bool, desc: str = "train") -> None:
         self._bar = tqdm(
-            total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True
+            total=total,
+            initial=initial,
+            disable=None if enabled else True,  # None: tqdm's own check, off without a TTY
+            desc=desc,
+            dynamic_ncols=True,
         )
 
     def update(
