@@ -1,5 +1,10 @@
 """FLIP evidence run: does FLIP pretraining help, on a real split, with confidence intervals?
 
+Superseded by the benchmark flow's arms (`flip benchmark --variants flip_id,control,scratch,...`,
+docs/training.md): seeded random subsets, a shuffled-text control and user-level intervals.
+This script keeps its original design (first rows, row-level intervals) so its past figures
+can be reproduced.
+
     python benchmarks/flip_evidence.py --features <feature folder> --out DIR \
         --pretrained two-pass=<pretrain out>/model [--pretrained single-pass=<dir>/model] \
         --seeds 0 1 2 --subset-rows 4000 --subset-valid-rows 2000 --subset-test-rows 10000
@@ -191,6 +196,7 @@ def main() -> None:
     subset = [
         *PLM_RECIPE,
         f"training.seed={args.seeds[0]}",
+        "finetune.sample=first",  # this script's design (now superseded, see the docstring)
         f"finetune.max_rows={args.subset_rows}",
         f"finetune.max_valid_rows={args.subset_valid_rows}",
         f"finetune.max_test_rows={args.subset_test_rows}",

@@ -162,6 +162,12 @@ class PLMConfig(_Section):
     learning_rate: float = Field(
         default=5e-5, gt=0.0, description="LR of the PLM's own weights (heads use training's)."
     )
+    num_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep only the first k transformer layers of the encoder (None: all); "
+        "same tokenizer and features. Saved models record it.",
+    )
 
 
 class IDModelConfig(_Section):
@@ -220,10 +226,21 @@ class PretrainConfig(_Section):
     icl_weight: float = Field(default=1.0, ge=0.0)
     mlm_field_ratio: MaskRatio = MASK_RATIO
     mtm_field_ratio: MaskRatio = MASK_RATIO
-    max_rows: int | None = Field(default=None, ge=1)
+    max_rows: int | None = Field(default=None, ge=1, description="Cap on the train rows.")
     max_valid_rows: int | None = Field(
         default=None, ge=1, description="Cap on the valid rows pretraining evaluates (speed)."
     )
+    sample: Literal["random", "first"] = Field(
+        default="random",
+        description="How capped splits are cut: a seeded random sample or the first (oldest) rows.",
+    )
+    sample_seed: int = Field(default=0, description="Seed of the random row samples.")
+    shuffle_text: bool = Field(
+        default=False,
+        description="Control arm: each row's text is taken from another row (a seeded "
+        "derangement), which destroys the alignment and keeps everything else equal.",
+    )
+    shuffle_text_seed: int = 0
     single_pass: bool = Field(
         default=False,
         description="One PLM pass per step (MTM/ICL read the MLM-masked text; masks on disjoint "
@@ -246,12 +263,22 @@ class FinetuneConfig(_Section):
     variants: list[Variant] = ["flip_id"]
     max_rows: int | None = Field(default=None, ge=1)
     max_valid_rows: int | None = Field(
-        default=None,
-        ge=1,
-        description="Cap on the valid rows used for selection and reported (first rows in time).",
+        default=None, ge=1, description="Cap on the valid rows used for selection and reported."
     )
     max_test_rows: int | None = Field(
-        default=None, ge=1, description="Cap on the test rows scored (first rows in time)."
+        default=None, ge=1, description="Cap on the test rows scored."
+    )
+    sample: Literal["random", "first"] = Field(
+        default="random",
+        description="How capped splits are cut: a seeded random sample or the first (oldest) rows.",
+    )
+    sample_seed: int = Field(
+        default=0, description="Seed of the row samples (fixed across training seeds: paired)."
+    )
+    fusion_learning_rate: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="LR of the FLIP fusion scalar (a = sigmoid(scalar)); None: training's.",
     )
 
 
@@ -287,6 +314,28 @@ class GateConfig(_Section):
     )
 
 
+class BenchmarkConfig(_Section):
+    """The FLIP evidence experiment of the benchmark flow (`flip benchmark --variants ...`)."""
+
+    plm_side: list[str] = Field(
+        default_factory=list,
+        description="`section.key=value` overrides of the PLM-side arms (flip, flip_plm, "
+        "plm_only, id_only), e.g. a random train-row cap and a small batch.",
+    )
+    pretrain: list[str] = Field(
+        default_factory=list,
+        description="`section.key=value` overrides of the pretraining runs (FLIP and control), "
+        "e.g. a PLM-sized batch; the ID model's settings must stay those of the finetunes.",
+    )
+    plm_side_seeds: list[int] | None = Field(
+        default=None, description="Seeds of the PLM-side arms; None: the flow's seeds."
+    )
+    bootstrap: int = Field(default=1000, ge=10, description="User-level bootstrap draws.")
+    long_tail_below: int = Field(
+        default=50, ge=1, description="Long-tail items: fewer train ratings than this."
+    )
+
+
 class FlipConfig(_Section):
     """The whole pipeline configuration."""
 
@@ -301,6 +350,7 @@ class FlipConfig(_Section):
     finetune: FinetuneConfig = FinetuneConfig()
     mlflow: MLflowConfig = Field(default_factory=MLflowConfig)  # reads the environment
     gate: GateConfig = GateConfig()
+    benchmark: BenchmarkConfig = BenchmarkConfig()
 
     @model_validator(mode="after")
     def _synthetic_is_its_own_dataset(self) -> FlipConfig:

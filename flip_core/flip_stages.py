@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from flip_core.config import FlipConfig
+from flip_core.config import FinetuneConfig, FlipConfig, PretrainConfig
 from flip_core.data.collate import FlipCollate
 from flip_core.data.dataset import FeatureDataset, RowBatch
 from flip_core.data.feature_map import OOV_ID
@@ -91,16 +92,51 @@ class PretrainMetricsCallback(TrainerCallback):
 
 class FusionWeightCallback(TrainerCallback):
     """Adds the FLIP fusion weight a (`train_fusion_a`, the ID branch's share of the final
-    logit) to the trainer's step logs, in place, so later callbacks such as MLflow see it."""
+    logit) to the trainer's step logs, in place, so later callbacks such as MLflow see it, and
+    keeps its trajectory (`history`; appended to `jsonl` when given)."""
 
-    def __init__(self, model: FlipForCTR) -> None:
+    def __init__(self, model: FlipForCTR, jsonl: Path | None = None) -> None:
         self.model = model
+        self.jsonl = jsonl
+        self.history: list[dict[str, float]] = []
 
     def on_step(self, state: TrainerState, logs: dict[str, float]) -> None:
         """The current a, on the trainer's log steps (`flip` variant only)."""
         weight = self.model.mix_weight
         if logs and weight is not None:
-            logs["train_fusion_a"] = float(weight.detach())
+            a = float(weight.detach())
+            logs["train_fusion_a"] = a
+            record = {"step": float(state.step), "fusion_a": a}
+            self.history.append(record)
+            if self.jsonl is not None and state.is_main:
+                self.jsonl.parent.mkdir(parents=True, exist_ok=True)
+                with self.jsonl.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+
+
+class TextFromOtherRows(Dataset[RowBatch]):
+    """The control arm's data: each row keeps its IDs and label but takes its text (tokens and
+    field spans) from another row, by a seeded derangement (no row keeps its own text). The
+    text distribution is unchanged; only the row-text alignment is destroyed."""
+
+    def __init__(self, data: FeatureDataset, seed: int) -> None:
+        self.data = data
+        n = len(data)
+        order = np.random.default_rng(seed).permutation(n)
+        self.text_of = np.empty(n, dtype=np.int64)
+        self.text_of[order] = np.roll(order, -1) if n > 1 else order
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> RowBatch:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> RowBatch:
+        """IDs and labels of `indices`, text of their partner rows."""
+        own = self.data.__getitems__(indices)
+        other = self.data.__getitems__(self.text_of[np.asarray(indices, dtype=np.int64)].tolist())
+        return RowBatch(own.index, own.field_ids, own.labels, other.tokens, other.token_spans)
 
 
 class _DisjointCollate:
@@ -117,13 +153,20 @@ class _DisjointCollate:
 
 
 def _datasets(
-    features_dir: Path, with_text: bool, max_rows: int | None, max_valid_rows: int | None = None
+    features_dir: Path,
+    with_text: bool,
+    caps: PretrainConfig | FinetuneConfig,
 ) -> tuple[FeatureDataset, FeatureDataset | None]:
+    """Train and valid rows, each capped (`max_rows` / `max_valid_rows`) as `caps.sample` says."""
     valid = features_dir / "valid.parquet"
-    train = FeatureDataset(features_dir / "train.parquet", with_text=with_text, max_rows=max_rows)
+    train = FeatureDataset(
+        features_dir / "train.parquet", with_text, caps.max_rows, caps.sample, caps.sample_seed
+    )
     if not valid.is_file():
         return train, None
-    return train, FeatureDataset(valid, with_text=with_text, max_rows=max_valid_rows)
+    return train, FeatureDataset(
+        valid, with_text, caps.max_valid_rows, caps.sample, caps.sample_seed
+    )
 
 
 def _collate(
@@ -154,12 +197,18 @@ def _optimizer_factory(
 
     def make(_: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         plm_ids = {id(p) for p in model.plm.parameters()} if model.plm is not None else set()
+        mix = getattr(model, "mix_logit", None)
+        fusion_lr = config.finetune.fusion_learning_rate
+        own_lr = {id(mix)} if isinstance(mix, nn.Parameter) and fusion_lr is not None else set()
         params = [p for p in model.parameters() if p.requires_grad]
         plm_params = [p for p in params if id(p) in plm_ids]
-        other = [p for p in params if id(p) not in plm_ids]
+        fusion = [p for p in params if id(p) in own_lr]
+        other = [p for p in params if id(p) not in plm_ids | own_lr]
         groups: list[dict[str, Any]] = [{"params": other}] if other else []
         if plm_params:
             groups.append({"params": plm_params, "lr": config.plm.learning_rate})
+        if fusion:  # a scalar: no weight decay (it would pull a towards 0.5)
+            groups.append({"params": fusion, "lr": fusion_lr, "weight_decay": 0.0})
         return torch.optim.AdamW(
             groups,
             lr=config.training.learning_rate,
@@ -177,11 +226,17 @@ def _saver(features_dir: Path, tokenizer: Any) -> Callable[[nn.Module, Path], No
     return save
 
 
+def _load_plm(config: FlipConfig) -> PLMEncoder:
+    """The configured encoder with its pretrained weights, cut to `plm.num_layers` layers."""
+    p = config.plm
+    return PLMEncoder.from_name(p.name, p.pooling, num_layers=p.num_layers)
+
+
 def build_pretraining_model(config: FlipConfig, features_dir: Path) -> FlipForPretraining:
     """A fresh FLIP pretraining model over the feature folder's fields, noise from its counts."""
     fmap = load_feature_map(features_dir)
     model_cfg = FlipModelConfig.from_flip_config(config, fmap.field_names, fmap.vocab_sizes)
-    plm = PLMEncoder.from_name(config.plm.name, config.plm.pooling)
+    plm = _load_plm(config)
     id_model = build_id_model(model_cfg.id_backbone, model_cfg.vocab_sizes, model_cfg.id_model)
     model = FlipForPretraining(model_cfg, id_model=id_model, plm=plm)
     model.set_noise_counts([fmap.counts(f) for f in fmap.field_names])
@@ -202,13 +257,18 @@ def run_pretraining(
     tokenizer = load_tokenizer(config.plm.name)
     _check_tokenizer(features_dir, tokenizer)
     p = config.pretrain
-    train, valid = _datasets(features_dir, True, p.max_rows, p.max_valid_rows)
+    train, valid = _datasets(features_dir, True, p)
+    train_rows: Dataset[RowBatch] = train
+    valid_rows: Dataset[RowBatch] | None = valid
+    if p.shuffle_text:  # the control arm
+        train_rows = TextFromOtherRows(train, p.shuffle_text_seed)
+        valid_rows = TextFromOtherRows(valid, p.shuffle_text_seed + 1) if valid else None
     tracker = PretrainMetricsCallback(model, output_dir / "metrics.jsonl")
     trainer = Trainer(
         model,
         config.training,
-        train,
-        valid,
+        train_rows,
+        valid_rows,
         output_dir=output_dir,
         collate_fn=_collate(features_dir, config, True, True),
         eval_collate_fn=_collate(features_dir, config, True, True),
@@ -236,9 +296,7 @@ def build_ctr_model(
     fmap = load_feature_map(features_dir)
     model_cfg = FlipModelConfig.from_flip_config(config, fmap.field_names, fmap.vocab_sizes)
     model_cfg = model_cfg.model_copy(update={"variant": variant})
-    plm = (
-        None if variant == "flip_id" else PLMEncoder.from_name(config.plm.name, config.plm.pooling)
-    )
+    plm = None if variant == "flip_id" else _load_plm(config)
     id_model = None
     if variant != "flip_plm":
         id_model = build_id_model(model_cfg.id_backbone, model_cfg.vocab_sizes, model_cfg.id_model)
@@ -265,7 +323,10 @@ def run_finetuning(
     if tokenizer is not None:
         _check_tokenizer(features_dir, tokenizer)
     ft = config.finetune
-    train, valid = _datasets(features_dir, with_text, ft.max_rows, ft.max_valid_rows)
+    train, valid = _datasets(features_dir, with_text, ft)
+    fusion = FusionWeightCallback(model, output_dir / "fusion.jsonl")
+    if resume is None:
+        (output_dir / "fusion.jsonl").unlink(missing_ok=True)
     trainer = Trainer(
         model,
         config.training,
@@ -273,7 +334,7 @@ def run_finetuning(
         valid,
         output_dir=output_dir,
         collate_fn=_collate(features_dir, config, with_text, False),
-        callbacks=[FusionWeightCallback(model), *callbacks],
+        callbacks=[fusion, *callbacks],
         optimizer_factory=_optimizer_factory(model, config),
         save_best=_saver(features_dir, tokenizer),
     )
@@ -284,9 +345,16 @@ def run_finetuning(
         splits = {"valid": valid}
         test_path = features_dir / "test.parquet"
         if test_path.is_file():
-            splits["test"] = FeatureDataset(test_path, with_text, max_rows=ft.max_test_rows)
+            splits["test"] = FeatureDataset(
+                test_path, with_text, ft.max_test_rows, ft.sample, ft.sample_seed
+            )
         predictions_dir = output_dir / PREDICTIONS_DIR
         metrics |= write_predictions(trainer, splits, _user_column(features_dir), predictions_dir)
+        add_row_keys(features_dir, splits, predictions_dir)
+        if model.mix_weight is not None:  # the selected model's a, and where it started
+            metrics["fusion_a"] = float(model.mix_weight.detach())
+            if fusion.history:
+                metrics["fusion_a_first_logged"] = fusion.history[0]["fusion_a"]
     model_dir = output_dir / MODEL_DIR
     if ddp.is_main_process():  # one writer under DDP; only rank 0 has the test metrics
         model.save_pretrained(model_dir, features_dir / "feature_map.json", tokenizer)
@@ -322,6 +390,38 @@ def write_predictions(
             split, data.labels, probs, cold if user_column is not None else None
         )
     return metrics
+
+
+def add_row_keys(
+    features_dir: Path, splits: Mapping[str, FeatureDataset | None], directory: Path
+) -> None:
+    """Add `user` (the raw user value, from the row's text: cold users all share the OOV id)
+    and `item_train_count` (train ratings of the row's item; 0 when unseen) to each split's
+    predictions file, for user-level (cluster) bootstrap intervals and long-tail slices. The
+    user and item fields are those of the dataset spec's `role: user` / `role: item`; a spec
+    without both leaves the files as they are."""
+    fmap = load_feature_map(features_dir)
+    names = fmap.field_names
+    user_field, item_field = fmap.role_field("user"), fmap.role_field("item")
+    if user_field is None or item_field is None:
+        return
+    user_col, item_col = names.index(user_field), names.index(item_field)
+    item_counts = np.asarray(fmap.counts(item_field), dtype=np.int64)
+    for split, data in splits.items():
+        if data is None:
+            continue
+        source = pq.read_table(data.path, columns=["text", "char_spans"]).take(data.rows)
+        texts = source["text"].to_pylist()
+        spans = np.asarray(source["char_spans"].combine_chunks().flatten(), dtype=np.int64)
+        spans = spans.reshape(len(texts), len(names), 2)[:, user_col]
+        users = [t[a:b] for t, (a, b) in zip(texts, spans.tolist(), strict=True)]
+        path = directory / f"{split}.parquet"
+        table = pq.read_table(path)
+        table = table.append_column("user", pa.array(users, pa.string()))
+        item_ids = data.field_ids[:, item_col]
+        counts = np.where(item_ids == OOV_ID, 0, item_counts[item_ids])  # OOV: below min-count
+        table = table.append_column("item_train_count", pa.array(counts, pa.int64()))
+        pq.write_table(table, path)
 
 
 def _user_column(features_dir: Path) -> int | None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 
-from flip_core.config import VARIANTS, Variant
 from flows.console import fail, resolve_config
 
 
@@ -42,7 +41,10 @@ def benchmark_command(
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
     variants: Annotated[
         str,
-        typer.Option(help="Comma-separated FLIP variants after one pretraining (flip_id, ...)."),
+        typer.Option(
+            help="Comma-separated FLIP arms (flip_id, control, scratch, flip, flip_plm, "
+            "plm_only, id_only); writes evidence.json and its tables."
+        ),
     ] = "",
     results: Annotated[Path, typer.Option(help="Markdown file to rewrite.")] = Path(
         "docs/results.md"
@@ -56,13 +58,14 @@ def benchmark_command(
         raise typer.Exit(code=2) from None
     model_list = _split(models, "models") if models.strip() else []
     variant_list = [v.strip() for v in variants.split(",") if v.strip()]
-    unknown = sorted(set(variant_list) - set(VARIANTS))
+    known = ("flip_id", "control", "scratch", "flip", "flip_plm", "plm_only", "id_only")  # ARMS
+    unknown = sorted(set(variant_list) - set(known))
     if unknown:
-        raise fail(f"unknown variant(s) {', '.join(unknown)}; use {', '.join(VARIANTS)}", code=2)
+        raise fail(f"unknown variant(s) {', '.join(unknown)}; use {', '.join(known)}", code=2)
     resolve_config(config, set_)  # fail fast, before Prefect starts
     from flows.benchmark import benchmark
 
-    chosen = [cast("Variant", v) for v in variant_list] or None
+    chosen = variant_list or None
 
     rows = benchmark(
         config_file=config,

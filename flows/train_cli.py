@@ -36,7 +36,7 @@ def train_command(
         bool, typer.Option(help="Resume from the latest checkpoint in --out.")
     ] = False,
     max_rows: Annotated[
-        int | None, typer.Option(min=1, help="Use only the first N rows of each split.")
+        int | None, typer.Option(min=1, help="Cap each split at a seeded random sample of N rows.")
     ] = None,
 ) -> None:
     """Train an ID-based CTR model, select it on valid, report test AUC/logloss."""

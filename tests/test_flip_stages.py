@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -178,3 +179,84 @@ def test_finetuning_is_reproducible_per_seed(
     first = probs(7, "a")
     assert probs(7, "b") == first
     assert probs(8, "c") != first
+
+
+def test_capped_splits_are_seeded_random_samples(features: tuple[Path, list[str]]) -> None:
+    """A random cap covers many users (the first rows of a time-sorted split cover few);
+    the same seed gives the same rows, another seed other rows."""
+    from flip_core.data.dataset import FeatureDataset
+    from flip_core.data.sampling import subset_rows
+
+    features_dir, _ = features
+    path = features_dir / "train.parquet"
+    total = pq.read_metadata(path).num_rows
+    first = FeatureDataset(path, with_text=False, max_rows=200, sample="first")
+    rand = FeatureDataset(path, with_text=False, max_rows=200, seed=3)
+    again = FeatureDataset(path, with_text=False, max_rows=200, sample="random", seed=3)
+    other = FeatureDataset(path, with_text=False, max_rows=200, seed=4)
+    assert first.rows.tolist() == list(range(200))
+    assert len(rand) == 200 and rand.rows.tolist() == sorted(set(rand.rows.tolist()))
+    assert rand.rows.max() > total // 2
+    assert again.rows.tolist() == rand.rows.tolist()
+    assert other.rows.tolist() != rand.rows.tolist()
+    users_first = len(set(first.field_ids[:, 0].tolist()))
+    users_random = len(set(rand.field_ids[:, 0].tolist()))
+    assert users_random > 2 * users_first, (users_random, users_first)
+    ids = pq.read_table(path, columns=["user_id"])["user_id"].to_numpy()
+    assert rand.field_ids[:, 0].tolist() == ids[rand.rows].tolist()  # row i is file row rows[i]
+    assert subset_rows(10, None).tolist() == list(range(10))
+    assert subset_rows(10, 50).tolist() == list(range(10))
+
+
+def test_control_arm_takes_each_rows_text_from_another_row(
+    features: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    from flip_core.data.dataset import FeatureDataset
+    from flip_core.flip_stages import TextFromOtherRows, run_pretraining
+
+    features_dir, overrides = features
+    data = FeatureDataset(features_dir / "train.parquet", max_rows=300)
+    control = TextFromOtherRows(data, seed=5)
+    assert sorted(control.text_of.tolist()) == list(range(300))  # a permutation...
+    assert not (control.text_of == np.arange(300)).any()  # ...that moves every row
+    assert TextFromOtherRows(data, seed=5).text_of.tolist() == control.text_of.tolist()
+    idx = [0, 17, 299]
+    mixed, own = control.__getitems__(idx), data.__getitems__(idx)
+    partner = data.__getitems__(control.text_of[idx].tolist())
+    assert (mixed.field_ids == own.field_ids).all() and (mixed.labels == own.labels).all()
+    assert mixed.tokens is not None and partner.tokens is not None
+    assert all(np.array_equal(a, b) for a, b in zip(mixed.tokens, partner.tokens, strict=True))
+    assert np.array_equal(mixed.token_spans, partner.token_spans)  # type: ignore[arg-type]
+
+    cfg = load_config(None, [*overrides, "pretrain.shuffle_text=true", "training.max_steps=2"])
+    result = run_pretraining(cfg, features_dir, tmp_path / "control")
+    assert (result.model_dir / "model.safetensors").is_file()
+
+
+def test_fusion_weight_has_its_own_lr_and_a_logged_trajectory(
+    features: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    from flip_core.flip_stages import _optimizer_factory, build_ctr_model, run_finetuning
+
+    features_dir, overrides = features
+    cfg = load_config(None, [*overrides, "finetune.fusion_learning_rate=0.5"])
+    model = build_ctr_model(cfg, features_dir, "flip", None)
+    opt = _optimizer_factory(model, cfg)([])
+    fusion_groups = [g for g in opt.param_groups if any(p is model.mix_logit for p in g["params"])]
+    assert len(fusion_groups) == 1 and fusion_groups[0]["lr"] == 0.5
+    assert len(fusion_groups[0]["params"]) == 1
+
+    def run(name: str, lr: float) -> list[float]:
+        sets = [*overrides, f"finetune.fusion_learning_rate={lr}", "finetune.max_test_rows=50"]
+        result = run_finetuning(load_config(None, sets), features_dir, tmp_path / name, "flip")
+        lines = (tmp_path / name / "fusion.jsonl").read_text().splitlines()
+        trajectory = [json.loads(line)["fusion_a"] for line in lines]
+        assert len(trajectory) == 4  # log_every_steps=2, max_steps=8
+        assert 0.0 < result.metrics["fusion_a"] < 1.0
+        return trajectory
+
+    slow, fast = run("slow", 1e-4), run("fast", 0.3)
+    assert max(abs(a - 0.5) for a in fast) > 10 * max(abs(a - 0.5) for a in slow)
+    preds = pq.read_table(tmp_path / "fast" / "predictions" / "test.parquet").to_pandas()
+    assert len(preds) == 50 and preds["user"].str.len().gt(0).all()
+    assert (preds["item_train_count"] >= 0).all() and preds["item_train_count"].max() > 0

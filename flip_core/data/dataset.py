@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from torch.utils.data import Dataset
 
 from flip_core.data.feature_map import FEATURE_MAP_FILE, FeatureMap
+from flip_core.data.sampling import Sample, subset_rows
 
 
 @dataclass
@@ -51,6 +52,8 @@ class FeatureDataset(Dataset[RowBatch]):
     """Rows of one `{train,valid,test}.parquet` feature file.
 
     The fields (in order) are those of the `feature_map.json` beside the file, unless given.
+    `max_rows` caps the rows to a seeded random sample (`sample="random"`, the default) or to the
+    first rows (`sample="first"`); `rows` holds the kept row numbers of the file.
     """
 
     def __init__(
@@ -58,6 +61,8 @@ class FeatureDataset(Dataset[RowBatch]):
         path: Path | str,
         with_text: bool = True,
         max_rows: int | None = None,
+        sample: Sample = "random",
+        seed: int = 0,
         fields: Sequence[str] | None = None,
     ) -> None:
         self.path = Path(path)
@@ -65,8 +70,9 @@ class FeatureDataset(Dataset[RowBatch]):
         names = list(fields) if fields is not None else _fields_beside(self.path)
         columns = [*names, "label"] + (["input_ids", "token_spans"] if with_text else [])
         table = pq.read_table(self.path, columns=columns)
-        if max_rows is not None:
-            table = table.slice(0, max_rows)
+        self.rows = subset_rows(table.num_rows, max_rows, sample, seed)
+        if len(self.rows) < table.num_rows:
+            table = table.take(self.rows)
         n = table.num_rows
         self.field_ids = np.stack(
             [table[f].to_numpy().astype(np.int64) for f in names], axis=1

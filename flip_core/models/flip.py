@@ -48,6 +48,9 @@ class FlipModelConfig(BaseModel):
         default=None, description="The encoder's transformers config (to_dict); None = no PLM."
     )
     pooling: Pooling = "cls"
+    plm_num_layers: int | None = Field(
+        default=None, description="First k encoder layers kept (plm.num_layers); None = all."
+    )
     # pretraining objectives
     mlm: bool = True
     mtm: bool = True
@@ -80,6 +83,7 @@ class FlipModelConfig(BaseModel):
             id_model=cfg.id_model,
             plm_name=cfg.plm.name,
             pooling=cfg.plm.pooling,
+            plm_num_layers=cfg.plm.num_layers,
             mlm=p.mlm,
             mtm=p.mtm,
             icl=p.icl,

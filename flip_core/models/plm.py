@@ -95,9 +95,14 @@ class PLMEncoder(nn.Module):
 
     @classmethod
     def from_name(
-        cls, name: str, pooling: Pooling = "cls", tokenizer: PreTrainedTokenizerBase | None = None
+        cls,
+        name: str,
+        pooling: Pooling = "cls",
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        num_layers: int | None = None,
     ) -> PLMEncoder:
-        """Load pretrained weights by hub name, local folder or the `minilm-l6` alias."""
+        """Load pretrained weights by hub name, local folder or the `minilm-l6` alias;
+        `num_layers` keeps only the first k transformer layers (None: all)."""
         source = resolve_plm_name(name)
         try:
             encoder = AutoModel.from_pretrained(source, add_pooling_layer=False)
@@ -105,6 +110,8 @@ class PLMEncoder(nn.Module):
             encoder = AutoModel.from_pretrained(source)
         except (OSError, ValueError) as exc:
             raise PLMLoadError(_load_hint(name, source, "model", exc)) from exc
+        if num_layers is not None:
+            keep_first_layers(encoder, num_layers)
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name)
         return cls(encoder, pooling, _pad_id(tokenizer, encoder.config))
 
@@ -155,6 +162,37 @@ class PLMEncoder(nn.Module):
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
             hidden = out.last_hidden_state
         return PLMOutput(hidden_states=hidden, pooled=pool(hidden, attention_mask, self.pooling))
+
+
+def keep_first_layers(encoder: nn.Module, num_layers: int) -> nn.Module:
+    """Keep the first `num_layers` transformer layers of a Hugging Face encoder, in place.
+
+    The layer stack is the one `nn.ModuleList` whose length is the config's `num_hidden_layers`
+    (BERT/RoBERTa `encoder.layer`, DistilBERT `transformer.layer`, ...); the config is updated,
+    so a model saved afterwards records (and is rebuilt with) `num_layers` layers.
+    """
+    config: Any = getattr(encoder, "config", None)
+    total = getattr(config, "num_hidden_layers", None)
+    if not isinstance(total, int):
+        raise ValueError(f"{type(encoder).__name__} has no config.num_hidden_layers")
+    if not 1 <= num_layers <= total:
+        raise ValueError(f"num_layers must be in 1..{total} for this encoder, got {num_layers}")
+    stacks = [
+        (name, module)
+        for name, module in encoder.named_modules()
+        if isinstance(module, nn.ModuleList) and len(module) == total
+    ]
+    if len(stacks) != 1:
+        found = ", ".join(name for name, _ in stacks) or "none"
+        raise ValueError(
+            f"cannot find the layer stack of {type(encoder).__name__} "
+            f"(ModuleLists of length {total}: {found})"
+        )
+    _, layers = stacks[0]
+    assert isinstance(layers, nn.ModuleList)
+    del layers[num_layers:]
+    config.num_hidden_layers = num_layers
+    return encoder
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
