@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from flip_core.data.synth_apps import write_synthetic_apps
 from rich.console import Console
 
 from flip_core.config import ConfigError, FlipConfig, load_config
 from flip_core.data.synth import write_synthetic_movielens
+from flip_core.data.synth_apps import write_synthetic_apps
 from flows.benchmark_cli import benchmark_command
 from flows.console import fail
 from flows.features_cli import features_command

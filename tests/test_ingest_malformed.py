@@ -88,7 +88,11 @@ def _assert_one_bad(tmp_path: Path, result: IngestResult, line: int, reason: str
 def test_wrong_delimiter_line_is_quarantined(tmp_path: Path) -> None:
     result = _ingest(tmp_path, _lines_bytes(_with_bad("3\t4\t5\t978300760")))
     _assert_one_bad(
-        tmp_path, result, 7, "expected 4 fields separated by '::', found 1 (wrong delimiter?)"
+        tmp_path,
+        result,
+        7,
+        "expected 4 fields separated by '::', found 1; the line looks tab-separated, "
+        "the spec says '::'",
     )
 
 
@@ -99,8 +103,8 @@ def test_wrong_delimiter_file_fails_and_leaves_lake_without_ratings(tmp_path: Pa
     message = str(err.value)
     assert "ratings: 20 of 20 rows quarantined (100.00%) > limit 1.00%" in message
     assert (
-        "ratings.dat line 1: expected 4 fields separated by '::', found 1 (wrong delimiter?)"
-        in (message)
+        "ratings.dat line 1: expected 4 fields separated by '::', found 1; the line looks "
+        "comma-separated, the spec says '::'" in (message)
     )
     assert "Nothing was added to the lake" in message
     assert len(_quarantine(tmp_path)) == 20
@@ -123,7 +127,10 @@ def test_wrong_column_count(tmp_path: Path, bad: str, found: int) -> None:
         ("abc::2::3::978300760", "user_id: not an integer ('abc')"),
         ("1::2.5::3::978300760", "movie_id: not an integer ('2.5')"),
         ("1::2::3::97830e760", "timestamp: not an integer ('97830e760')"),
-        ("1::2::3::99999999999999999999", "timestamp: not an integer ('99999999999999999999')"),
+        (
+            "1::2::3::99999999999999999999",
+            "timestamp: out of range for int64 ('99999999999999999999')",
+        ),
         ("x::y::3::978300760", "user_id: not an integer ('x'); movie_id: not an integer ('y')"),
     ],
 )

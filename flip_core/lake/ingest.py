@@ -34,9 +34,11 @@ rebuild of the lake rather than silently changing features of past training runs
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -85,9 +87,10 @@ from flip_core.lake.reports import (
     IngestResult,
     SourceReport,
     record_line_stats,
+    recorded_lines,
 )
 from flip_core.lake.spec_schema import failure_reasons, spec_schema
-from flip_core.spec import DatasetSpec, JoinSpec, TableSpec
+from flip_core.spec import WHITESPACE, DatasetSpec, JoinSpec, TableSpec
 from flip_core.sql import load_sql
 
 _SHOWN_PROBLEMS = 3
@@ -150,12 +153,37 @@ def find_sources(raw_dir: Path, spec: DatasetSpec) -> list[tuple[TableSpec, Path
     found = [
         (table, path)
         for table in spec.ingest_order
-        for path in sorted({p for g in table.files for p in raw_dir.glob(g) if p.is_file()})
+        for path in sorted({p for g in table.files for p in raw_dir.glob(g)})
     ]
+    odd = [
+        f"{path.name} ({table.name}) {what}" for table, path in found if (what := _not_a_file(path))
+    ]
+    if odd:
+        raise IngestError(
+            f"{raw_dir}: {'; '.join(odd)}; a source must be a regular file (or a link to one); "
+            "nothing was added to the lake"
+        )
     if not found:
         globs = {t.name: t.files for t in spec.tables}
         raise IngestError(f"{raw_dir} holds no file of dataset {spec.name!r} (tables: {globs})")
     return found
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What `path` is when it is not a readable regular file (a link to one is fine), else None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"is a symbolic link loop ({path.name} -> {path.readlink()} -> ...)"
+        if path.is_symlink():
+            return f"is a broken symbolic link (to {path.readlink()}, which does not exist)"
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    return "is not a regular file (a device, pipe or socket)"
 
 
 def lake_columns(table: TableSpec) -> list[str]:
@@ -180,12 +208,14 @@ def check_lake_columns(root: Path, table: TableSpec) -> None:
 def fast_parser(table: TableSpec, max_line_bytes: int) -> FastParser | None:
     """The fast parser for the files of `table`, or None when its shape has none.
 
-    The shape: CSV without header or quoting, an ASCII delimiter, columns of type int32, int64
-    or string, and no null spelling made of digits (an integer field is never a null there).
+    The shape: CSV without header or quoting, an ASCII delimiter (not `whitespace`), columns of
+    type int32, int64 or string, and no null spelling made of digits (an integer field is never
+    a null there).
     """
     delimiter = table.delimiter
     if (
         table.format != "csv"
+        or delimiter == WHITESPACE
         or table.header
         or table.quote is not None
         or not delimiter.isascii()
@@ -467,6 +497,8 @@ class _Run:
                 f"{name}: {report.already_in_lake} row(s) already in the lake, not added again"
             )
         if report.quarantined:
+            reasons = self.con.execute(load_sql("ingest/staged_reasons")).fetchall()
+            report.reasons = {str(r): int(n) for r, n in reasons}
             shown = self.con.execute(
                 load_sql("ingest/first_problems"), {"limit": _SHOWN_PROBLEMS}
             ).fetchall()
@@ -488,12 +520,36 @@ class _Run:
             self.staged[table.name].append(target)
             files.append(f"{table.name}/{part}")
         if report.quarantined:
+            self._quarantine(table, path, report, part)
+        self._record(table.name, path, report, files)
+
+    def _quarantine(self, table: TableSpec, path: Path, report: SourceReport, part: str) -> None:
+        """Write the staged file's quarantined rows that no earlier run recorded (same sha256,
+        same line): rerunning a failing input leaves the quarantine as it is."""
+        recorded = recorded_lines(self.quarantine_root, table.name, report.sha256)
+        self.con.register("recorded", recorded)
+        try:
+            new = int(self.con.execute(load_sql("ingest/quarantine_new")).fetchall()[0][0])
+            report.quarantine_recorded = report.quarantined - new
+            if report.quarantine_recorded:
+                report.messages.append(
+                    f"{path.name}: {report.quarantine_recorded} quarantined line(s) were "
+                    "recorded by an earlier run of the same file; not recorded again"
+                )
+            if not new:
+                return
             target = self.staging / "quarantine" / table.name / part
             target.parent.mkdir(parents=True, exist_ok=True)
-            params = {"path": str(target), "source": path.name, "table": table.name}
-            self.con.execute(load_sql("ingest/quarantine"), params)
+            params = {
+                "path": str(target),
+                "source": path.name,
+                "sha": report.sha256,
+                "table": table.name,
+            }
+            self.con.execute(load_sql("ingest/quarantine"), params).fetchall()
             self.quarantine_files.append(target)
-        self._record(table.name, path, report, files)
+        finally:
+            self.con.unregister("recorded")
 
     # -- shared --------------------------------------------------------------------------------
 

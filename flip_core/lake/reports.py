@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from flip_core.config import DuckDBConfig
 from flip_core.lake.duck import open_session
@@ -43,8 +45,12 @@ class SourceReport:
     blank_lines: int = 0
     crlf_lines: int = 0
     truncated: bool = False
+    bom: bool = False  # began with a UTF-8 byte-order mark, stripped
     fast_batches: int = 0  # batches the fast parser typed
     fast: bool = False  # written by the fast path: every line plain, every row new and valid
+    quarantine_recorded: int = 0  # quarantined rows an earlier run recorded (same sha256, line)
+    reasons: dict[str, int] = field(default_factory=dict)  # quarantined rows per reason
+    root_causes: dict[str, int] = field(default_factory=dict)  # rows held by another table's row
     problems: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
@@ -100,6 +106,11 @@ def record_line_stats(name: str, stats: LineStats, report: SourceReport) -> None
     report.blank_lines = stats.blank_count
     report.crlf_lines = stats.crlf_lines
     report.truncated = stats.truncated
+    report.bom = stats.bom
+    if stats.bom:
+        report.messages.append(
+            f"{name}: starts with a UTF-8 byte-order mark (BOM); stripped, line 1 read without it"
+        )
     if stats.empty:
         report.messages.append(f"{name}: empty file, nothing to ingest")
     if stats.blank_count:
@@ -122,11 +133,21 @@ def record_line_stats(name: str, stats: LineStats, report: SourceReport) -> None
 def read_quarantine(
     data_root: Path, dataset: str, duckdb_config: DuckDBConfig | None = None
 ) -> pd.DataFrame:
-    """Every quarantined row of a dataset (source file, line number, reason, raw line)."""
+    """Every quarantined row of a dataset (source file and sha256, line number, reason, raw line).
+
+    One row per (source sha256, line): a rerun of the same input records nothing again.
+    """
     files = sorted(quarantine_dir(data_root, dataset).glob("*/ingest_date=*/*.parquet"))
     if not files:
         return pd.DataFrame(
-            columns=["table_name", "source_file", "line_number", "reason", "raw_line"]
+            columns=[
+                "table_name",
+                "source_file",
+                "source_sha256",
+                "line_number",
+                "reason",
+                "raw_line",
+            ]
         )
     with open_session(duckdb_config or DuckDBConfig()) as con:
         query = load_sql("ingest/read_quarantine")
@@ -147,6 +168,19 @@ def table_counts(sources: list[SourceReport]) -> dict[str, dict[str, int]]:
         row["duplicates"] += report.duplicates
         row["already_in_lake"] += report.already_in_lake
     return counts
+
+
+def recorded_lines(quarantine_root: Path, table: str, sha256: str) -> pa.Table:
+    """Line numbers the quarantine of `table` holds for the source with content `sha256`."""
+    parts = [pa.table({"line_number": pa.array([], pa.int64())})]
+    for path in sorted((quarantine_root / table).glob("ingest_date=*/*.parquet")):
+        if "source_sha256" not in pq.read_schema(path).names:
+            continue  # written before the quarantine kept the source's hash
+        rows = pq.read_table(
+            path, columns=["line_number"], filters=[("source_sha256", "=", sha256)]
+        )
+        parts.append(rows.cast(parts[0].schema))
+    return pa.concat_tables(parts)
 
 
 def quarantine_reasons(
