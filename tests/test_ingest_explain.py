@@ -6,6 +6,7 @@ failing input is run three times and the quarantine must not change after the fi
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,13 @@ import pytest
 from flip_core.config import IngestConfig
 from flip_core.lake import (
     BadShareError,
+    EmptyTableError,
     IngestError,
     IngestResult,
     ingest_dataset,
+    lake_dir,
     lake_table_glob,
+    load_manifest,
     read_quarantine,
 )
 from flip_core.spec import DatasetSpec
@@ -81,16 +85,18 @@ def _lines(lines: list[str], sep: str = "|") -> bytes:
     return "".join(line.replace("|", sep) + "\n" for line in lines).encode()
 
 
-def _raw(tmp_path: Path, taps: bytes | None, accounts: bytes | None = None, **names: str) -> Path:
+def _raw(
+    tmp_path: Path, taps: bytes | None, accounts: bytes | None = None, name: str = "taps.txt"
+) -> Path:
     raw = tmp_path / "raw"
     raw.mkdir(exist_ok=True)
     for path in raw.iterdir():
         path.unlink()
     if accounts is None:
         accounts = _lines(ACCOUNTS)
-    (raw / names.get("accounts", "accounts.txt")).write_bytes(accounts)
+    (raw / "accounts.txt").write_bytes(accounts)
     if taps is not None:
-        (raw / names.get("taps", "taps.txt")).write_bytes(taps)
+        (raw / name).write_bytes(taps)
     return raw
 
 
@@ -249,4 +255,126 @@ def test_whitespace_delimiter_splits_on_runs_of_spaces_and_tabs(tmp_path: Path) 
     assert [r[:4] for r in _lake(tmp_path)] == [(1, "sku-0", T0, 0), (2, "sku-1", T0 + 1, 1)]
     assert _quarantine(tmp_path) == [
         ("taps.txt", 3, "expected 4 fields separated by whitespace, found 3")
+    ]
+
+
+# -- 2. root causes for dependants ---------------------------------------------------------------
+
+TIER = "tier: isin(['gold', 'silver']) failed (got 'platinum')"
+
+
+def test_dependants_of_a_quarantined_row_name_its_file_line_and_reason(tmp_path: Path) -> None:
+    accounts = _lines(["1|platinum", *ACCOUNTS[1:]])
+    raw = _raw(tmp_path, _lines(TAPS), accounts=accounts)
+    cause = f"acct 1 was quarantined (accounts.txt line 1: {TIER})"
+    expected = [
+        ("accounts.txt", 1, TIER),
+        *(("taps.txt", line, cause) for line in (1, 5, 9)),
+    ]
+    # Over the bad-share limit: three runs, one quarantine.
+    assert _fails_three_times(tmp_path, raw, BadShareError, "accounts: 1 of 4", IngestConfig())
+    assert _quarantine(tmp_path) == expected
+    assert _lake(tmp_path, "accounts") == [] and _lake(tmp_path) == []
+    # Within the limit: the others go in, the summary names the root cause.
+    result = _ingest(tmp_path, raw)
+    assert (result.added("accounts"), result.added("taps"), result.quarantined()) == (3, 7, 4)
+    assert _quarantine(tmp_path) == expected
+    summary = result.summary()
+    assert "  taps: +7 rows, 3 quarantined, 7 in the lake" in summary
+    assert f"    root causes (rows held by a row of another table):\n      3  {cause}" in summary
+    assert "    quarantined by reason:\n      1  tier: isin(['gold', 'silver']) failed\n" in summary
+
+
+@pytest.mark.parametrize("missing", [False, True])
+def test_an_empty_or_missing_joined_file_is_named(tmp_path: Path, missing: bool) -> None:
+    raw = _raw(tmp_path, _lines(TAPS), accounts=b"")
+    if missing:
+        (raw / "accounts.txt").unlink()
+        why = "no file of accounts in the raw folder (none matches 'accounts*.txt')"
+    else:
+        why = "accounts.txt is empty"
+    quarantine = _fails_three_times(tmp_path, raw, IngestError, "accounts would have no row")
+    assert quarantine == [("taps.txt", n, f"{why}, so accounts has no row") for n in range(1, 11)]
+    with pytest.raises(EmptyTableError) as err:
+        _ingest(tmp_path, raw)
+    assert f"accounts would have no row: {why}" in str(err.value)
+    assert "taps would have no row: every row of taps.txt was quarantined" in str(err.value)
+    assert _lake(tmp_path, "accounts") == [] and _lake(tmp_path) == []
+    assert "      10  " + f"{why}, so accounts has no row" in err.value.summary()
+
+
+# -- 4. one rule for half-applied runs: all or nothing per dataset run ---------------------------
+
+
+def test_an_empty_events_file_fails_the_run_and_commits_no_table(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, b"")
+    assert _fails_three_times(tmp_path, raw, EmptyTableError, "taps would have no row") == []
+    with pytest.raises(EmptyTableError) as err:
+        _ingest(tmp_path, raw)
+    assert str(err.value).startswith(
+        f"ingest of {raw} failed: taps would have no row: taps.txt is empty."
+    )
+    assert "Nothing was added to the lake (a run commits every table or none)" in str(err.value)
+    assert "  accounts: 4 valid rows not added, 0 quarantined, 0 in the lake" in err.value.summary()
+    assert _lake(tmp_path, "accounts") == []
+    assert load_manifest(lake_dir(tmp_path / "data", SPEC.name), SPEC.name).sources == []
+
+
+def test_an_empty_events_file_on_a_filled_lake_is_a_clean_no_op(tmp_path: Path) -> None:
+    _ingest(tmp_path, _raw(tmp_path, _lines(TAPS)), IngestConfig())
+    raw = _raw(tmp_path, b"", name="taps-2.txt")
+    notes = []
+    for _ in range(3):
+        result = _ingest(tmp_path, raw, IngestConfig())
+        assert (result.added("accounts"), result.added("taps"), result.quarantined()) == (0, 0, 0)
+        assert len(_lake(tmp_path)) == 10 and _quarantine(tmp_path) == []
+        notes.append([m for m in result.messages if m.startswith("taps-2.txt")])
+    assert notes[0] == ["taps-2.txt: empty file, nothing to ingest"]
+    assert (
+        notes[1]
+        == notes[2]
+        == ["taps-2.txt: already ingested (same content, sha256 e3b0c44298fc), nothing added"]
+    )
+
+
+def _truncated_gzip(complete: bytes, partial: bytes) -> bytes:
+    deflate = zlib.compressobj(wbits=31)
+    out = deflate.compress(complete) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    return out + deflate.compress(partial) + deflate.flush(zlib.Z_SYNC_FLUSH)
+
+
+def test_a_truncated_gzip_is_tagged_partial_and_completed_by_the_full_file(tmp_path: Path) -> None:
+    whole = _lines(TAPS)
+    cut = whole.index(TAPS[7].encode())
+    raw = _raw(tmp_path, _truncated_gzip(whole[:cut], b"4|sku-7|17000"), name="taps.txt.gz")
+    result = _ingest(tmp_path, raw)
+    assert (result.added("taps"), result.quarantined("taps")) == (7, 1)
+    assert _quarantine(tmp_path) == [
+        ("taps.txt.gz", 8, "incomplete last line: the gzip stream is truncated")
+    ]
+    root = lake_dir(tmp_path / "data", SPEC.name)
+    entry = load_manifest(root, SPEC.name).sources[-1]
+    assert (entry.partial, entry.rows, entry.completes) == (True, 7, None)
+    assert (
+        "    partial: taps.txt.gz (gzip truncated after line 8; 7 rows kept; tagged partial in "
+        "the manifest, a complete file of the same name adds the rest)"
+    ) in result.summary()
+    # The complete file of the same name: only the 3 missing rows go in.
+    (raw / "taps.txt.gz").write_bytes(zlib.compress(whole, wbits=31))
+    for run in range(3):
+        again = _ingest(tmp_path, raw)
+        assert again.added("taps") == (3 if run == 0 else 0)
+        assert len(_lake(tmp_path)) == 10
+        assert [r[-1] for r in _lake(tmp_path)] == list(range(1, 11))
+        assert len(_quarantine(tmp_path)) == 1
+        if run == 0:
+            report = next(s for s in again.sources if s.table == "taps")
+            assert (report.kept, report.already_in_lake) == (3, 7)
+            assert "    completes: taps.txt.gz completes the partial file of the same name " in (
+                again.summary()
+            )
+    entries = load_manifest(root, SPEC.name).sources
+    assert [(e.partial, e.completes) for e in entries if e.table == "taps"] == [
+        (True, None),
+        (False, entry.sha256),
     ]

@@ -11,6 +11,7 @@ import pytest
 from flip_core.config import IngestConfig
 from flip_core.lake import (
     BadShareError,
+    EmptyTableError,
     IngestError,
     IngestResult,
     ingest_dataset,
@@ -262,7 +263,8 @@ def test_truncated_gzip_keeps_complete_lines(tmp_path: Path) -> None:
     ]
     assert (
         "ratings.dat.gz: gzip stream is truncated after line 16; the complete lines were "
-        "ingested, fetch the file again for the rest"
+        "ingested, fetch the file again for the rest (the source is tagged partial in the "
+        "manifest: a complete file of the same name adds the missing rows)"
     ) in result.messages
 
 
@@ -277,11 +279,14 @@ def test_corrupt_gzip_fails_clearly_and_adds_nothing(tmp_path: Path) -> None:
 
 
 def test_empty_ratings_file(tmp_path: Path) -> None:
-    result = _ingest(tmp_path, b"")
-    assert result.added("ratings") == 0
-    assert result.added("users") == 5
-    assert result.quarantined() == 0
-    assert "ratings.dat: empty file, nothing to ingest" in result.messages
+    # All or nothing per run: ratings would be empty, so users and movies are not added either.
+    for _ in range(2):
+        with pytest.raises(
+            EmptyTableError, match=r"ratings would have no row: ratings\.dat is empty"
+        ):
+            _ingest(tmp_path, b"")
+        assert not list(lake_dir(tmp_path / "data", DATASET).rglob("*.parquet"))
+        assert _quarantine(tmp_path) == []
 
 
 def test_duplicates_inside_a_file_are_kept_once(tmp_path: Path) -> None:
@@ -338,7 +343,13 @@ def test_ratings_without_any_user_say_users_is_empty(tmp_path: Path, users: byte
         (raw / "users.dat").unlink()
     else:
         (raw / "users.dat").write_bytes(users)
-    result = ingest_dataset(raw, tmp_path / "data", SPEC, LENIENT)
-    assert (result.added("ratings"), result.quarantined("ratings")) == (0, GOOD)
-    assert _quarantine(tmp_path) == [("ratings.dat", n, "users is empty") for n in range(1, 21)]
-    assert ("users.dat: empty file, nothing to ingest" in result.messages) == (users is not None)
+    with pytest.raises(EmptyTableError) as err:
+        ingest_dataset(raw, tmp_path / "data", SPEC, LENIENT)
+    if users is None:
+        why = "no file of users in the raw folder (none matches 'users*.dat')"
+    else:
+        why = "users.dat is empty"
+    assert f"users would have no row: {why}" in str(err.value)
+    cause = f"{why}, so users has no row"
+    assert _quarantine(tmp_path) == [("ratings.dat", n, cause) for n in range(1, 21)]
+    assert not list(lake_dir(tmp_path / "data", DATASET).rglob("*.parquet"))

@@ -83,6 +83,7 @@ from flip_core.lake.manifest import (
 from flip_core.lake.prefetch import Prefetch
 from flip_core.lake.reports import (
     BadShareError,
+    EmptyTableError,
     IngestError,
     IngestResult,
     SourceReport,
@@ -107,8 +108,9 @@ def ingest_dataset(
     """Ingest the files of `raw_dir` that `spec` matches into `<data_root>/lake/<spec.name>`.
 
     Raises `BadShareError` when the quarantined share of a table passes
-    `config.max_bad_share`, `IngestError` on unreadable input; in both cases the lake is left as
-    it was (the quarantine is kept).
+    `config.max_bad_share`, `EmptyTableError` when a table would have no row after the run (an
+    empty or missing file, every row quarantined), `IngestError` on unreadable input; in every
+    case the lake is left as it was (the quarantine is kept): a run commits all or nothing.
     """
     config = config or IngestConfig()
     date = ingest_date or config.ingest_date or datetime.now(UTC).date().isoformat()
@@ -129,7 +131,7 @@ def ingest_dataset(
             run.prefetch(sources)
             for table, path in sources:
                 run.ingest_source(table, path)
-            run.check_bad_share(raw_dir)
+            run.check_outcome(raw_dir)
             run.commit()
         finally:
             run.close()
@@ -323,6 +325,13 @@ class _Run:
                 f"{path.name}: already ingested (same content, sha256 {sha[:12]}), nothing added"
             )
             return
+        partial = self.manifest.partial_source(table.name, path.name)
+        if partial is not None:
+            report.completes = partial.sha256
+            report.messages.append(
+                f"{path.name}: completes the partial {path.name} of run {partial.run_id} "
+                f"({partial.rows:,} rows went in then); only the missing rows are added"
+            )
         if self._parser(table) is not None:
             typed = self._read_fast(table, path, report)
             if typed and self._write_clean(table, path, report, typed):
@@ -441,7 +450,7 @@ class _Run:
             params = {"files": existing, "keys": table.key_columns, "columns": table.column_names}
             self.con.execute(load_sql("ingest/lake_match"), params)
         self._validate(table)
-        self._check_references(table)
+        self._check_references(table, report)
         unit = "row" if table.format == "parquet" else "line"
         self._collect(path, report, unit)
         if table.name in self.referenced and report.quarantined:
@@ -456,8 +465,9 @@ class _Run:
         if not frame.empty:
             self._reject(failure_reasons(self._schema(table), frame))
 
-    def _check_references(self, table: TableSpec) -> None:
-        """Quarantine staged rows whose join key the joined table lacks (see the module doc)."""
+    def _check_references(self, table: TableSpec, report: SourceReport) -> None:
+        """Quarantine staged rows whose join key the joined table lacks (see the module doc);
+        count their causes into `report.root_causes`."""
         found: dict[int, list[str]] = {}
         for join in self.references.get(table.name, []):
             params = {"keys": join.key}
@@ -466,10 +476,19 @@ class _Run:
             missing = foreign.unknown(rows, join.key, known)
             order = self.tables[join.table].key_columns
             rejected = self.rejected.get(join.table, {})
-            why = foreign.reasons(missing, join, order, known.num_rows, rejected)
+            empty = None
+            if not known.num_rows:
+                empty = f"{self._empty_reason(join.table)}, so {join.table} has no row"
+            why = foreign.reasons(missing, join, order, empty, rejected)
             for line, reason in zip(missing.column("line_number").to_pylist(), why, strict=True):
                 found.setdefault(int(line), []).append(reason)
+                report.root_causes[reason] = report.root_causes.get(reason, 0) + 1
         self._reject({line: "; ".join(parts) for line, parts in found.items()})
+
+    def _empty_reason(self, table: str) -> str:
+        """Why the joined `table` has no row (see `foreign.empty_reason`)."""
+        sources = [(r.path.name, r.rows_seen) for r in self.reports if r.table == table]
+        return foreign.empty_reason(table, self.tables[table].files, sources)
 
     def _reject(self, reasons: dict[int, str]) -> None:
         """Quarantine staged rows: line number -> reason."""
@@ -598,13 +617,22 @@ class _Run:
                 ingest_date=self.date,
                 run_id=self.run_id,
                 files=files,
+                partial=report.truncated,
+                completes=report.completes,
             )
         )
 
-    def check_bad_share(self, raw_dir: Path) -> None:
-        """Raise `BadShareError` (after keeping the quarantine) if a table has too many bad rows."""
+    def check_outcome(self, raw_dir: Path) -> None:
+        """Raise `BadShareError` (after keeping the quarantine) if a table has too many bad rows,
+        `EmptyTableError` if a table would have no row after this run (the lake would fail
+        validation): a run commits every table or none."""
         limit = self.config.max_bad_share
         failures: list[str] = []
+        empty: list[str] = []
+        for table in self.staged:
+            reports = [r for r in self.reports if r.table == table]
+            if not self.manifest.rows(table) and not sum(r.kept for r in reports):
+                empty.append(f"{table} would have no row: {self._empty_reason(table)}")
         for table in self.staged:
             done = [r for r in self.reports if r.table == table and r.status == "ingested"]
             seen = sum(r.rows_seen for r in done)
@@ -614,16 +642,19 @@ class _Run:
                     f"{table}: {bad:,} of {seen:,} rows quarantined ({bad / seen:.2%}) "
                     f"> limit {limit:.2%}"
                 )
-        if not failures:
+        if not failures and not empty:
             return
         self._move_quarantine()
         problems = [p for r in self.reports for p in r.problems][:_SHOWN_PROBLEMS]
-        raise BadShareError(
-            f"ingest of {raw_dir} failed: {'; '.join(failures)}. First problems: "
-            f"{' | '.join(problems)}. Quarantine: {self.quarantine_root}. "
-            "Nothing was added to the lake.",
+        shown = f" First problems: {' | '.join(problems)}." if problems else ""
+        error = BadShareError if failures else EmptyTableError
+        raise error(
+            f"ingest of {raw_dir} failed: {'; '.join(failures + empty)}.{shown} "
+            f"Quarantine: {self.quarantine_root}. Nothing was added to the lake (a run commits "
+            "every table or none).",
             run_id=self.run_id,
             sources=self.reports,
+            table_rows={t: self.manifest.rows(t) for t in self.tables},
         )
 
     def commit(self) -> None:

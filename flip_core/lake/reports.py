@@ -20,13 +20,36 @@ class IngestError(ValueError):
     """The ingest failed; the message says which file and line, and what to do."""
 
 
-class BadShareError(IngestError):
-    """Too many rows were quarantined; nothing was added to the lake (the quarantine is kept)."""
+class RejectedRunError(IngestError):
+    """The run read every file but failed validation; nothing was added to the lake (the
+    quarantine is kept). `sources`: what happened to each file, for the run summary."""
 
-    def __init__(self, message: str, run_id: str, sources: list[SourceReport]) -> None:
+    def __init__(
+        self,
+        message: str,
+        run_id: str,
+        sources: list[SourceReport],
+        table_rows: dict[str, int] | None = None,
+    ) -> None:
         super().__init__(message)
         self.run_id = run_id
         self.sources = sources
+        self.table_rows = table_rows or {}
+
+    def summary(self) -> str:
+        """The run summary (as `IngestResult.summary`) of the failed run: nothing was added."""
+        header = f"run {self.run_id} failed validation, nothing was added to the lake:"
+        rows = self.table_rows or dict.fromkeys(s.table for s in self.sources)
+        return run_summary(header, self.sources, {t: n or 0 for t, n in rows.items()}, False)
+
+
+class BadShareError(RejectedRunError):
+    """Too many rows were quarantined; nothing was added to the lake (the quarantine is kept)."""
+
+
+class EmptyTableError(RejectedRunError):
+    """A table would have no row after the run (its files empty, missing, or every row
+    quarantined); nothing was added to the lake (the quarantine is kept)."""
 
 
 @dataclass
@@ -45,6 +68,7 @@ class SourceReport:
     blank_lines: int = 0
     crlf_lines: int = 0
     truncated: bool = False
+    completes: str | None = None  # sha256 of the partial source (same name) this file completes
     bom: bool = False  # began with a UTF-8 byte-order mark, stripped
     fast_batches: int = 0  # batches the fast parser typed
     fast: bool = False  # written by the fast path: every line plain, every row new and valid
@@ -87,17 +111,87 @@ class IngestResult:
         return [m for s in self.sources for m in s.messages]
 
     def summary(self) -> str:
-        """A few lines for people: rows added per table, lake totals, notes."""
-        lines = [
-            f"lake {self.lake_dir} (ingest_date={self.ingest_date}, run {self.run_id}):",
-            *(
-                f"  {t}: +{self.added(t):,} rows, {self.quarantined(t):,} quarantined, "
-                f"{self.table_rows.get(t, 0):,} in the lake"
-                for t in self.table_rows
-            ),
-            *(f"  note: {m}" for m in self.messages),
-        ]
-        return "\n".join(lines)
+        """Lines for people, per table: rows added, quarantined by reason, skipped (blank,
+        duplicate, already in the lake), root causes; partial sources; notes."""
+        header = f"lake {self.lake_dir} (ingest_date={self.ingest_date}, run {self.run_id}):"
+        return run_summary(header, self.sources, self.table_rows)
+
+
+_TOP_REASONS = 5
+
+
+def run_summary(
+    header: str, sources: list[SourceReport], table_rows: dict[str, int], committed: bool = True
+) -> str:
+    """The run summary of `sources` (see `IngestResult.summary`); `table_rows`: lake rows per
+    table after the run (every table of the spec, in order); `committed`: False for a failed
+    run (its valid rows were not added)."""
+    lines = [header]
+    for table in table_rows:
+        done = [s for s in sources if s.table == table]
+        added = sum(s.kept for s in done if s.status == "ingested")
+        bad = sum(s.quarantined for s in done)
+        rows = f"+{added:,} rows" if committed else f"{added:,} valid rows not added"
+        lines.append(
+            f"  {table}: {rows}, {bad:,} quarantined, {table_rows.get(table, 0):,} in the lake"
+        )
+        reasons = _merge([s.reasons for s in done])
+        if reasons:
+            top = list(reasons.items())[:_TOP_REASONS]
+            more = f" (+{len(reasons) - len(top)} more reasons)" if len(reasons) > len(top) else ""
+            lines.append(f"    quarantined by reason{more}:")
+            lines += [f"      {n:,}  {reason}" for reason, n in top]
+        causes = _merge([s.root_causes for s in done])
+        if causes:
+            top = list(causes.items())[:_TOP_REASONS]
+            more = f" (+{len(causes) - len(top)} more)" if len(causes) > len(top) else ""
+            lines.append(f"    root causes (rows held by a row of another table){more}:")
+            lines += [f"      {n:,}  {cause}" for cause, n in top]
+        skipped = {
+            "blank line(s)": sum(s.blank_lines for s in done),
+            "duplicate line(s) kept once": sum(s.duplicates for s in done),
+            "row(s) already in the lake": sum(s.already_in_lake for s in done),
+            "file(s) ingested before": sum(s.status == "skipped" for s in done),
+        }
+        if any(skipped.values()):
+            lines.append(
+                "    skipped: " + ", ".join(f"{n:,} {what}" for what, n in skipped.items() if n)
+            )
+        for s in done:
+            if s.truncated:
+                lines.append(
+                    f"    partial: {s.path.name} (gzip truncated after line {s.lines:,}; "
+                    f"{s.kept:,} rows kept; tagged partial in the manifest, a complete file of "
+                    "the same name adds the rest)"
+                )
+            if s.completes:
+                lines.append(
+                    f"    completes: {s.path.name} completes the partial file of the same name "
+                    f"(+{s.kept:,} missing rows)"
+                )
+    lines += [f"  note: {m}" for s in sources for m in s.messages]
+    return "\n".join(lines)
+
+
+def _merge(counts: list[dict[str, int]]) -> dict[str, int]:
+    """Counts summed over `counts`, most frequent first (then by text)."""
+    total: dict[str, int] = {}
+    for part in counts:
+        for key, n in part.items():
+            total[key] = total.get(key, 0) + n
+    return dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def table_reasons(sources: list[SourceReport]) -> dict[str, dict[str, int]]:
+    """Per table: quarantined rows per reason (offending values stripped), most first."""
+    tables = dict.fromkeys(s.table for s in sources)
+    return {t: _merge([s.reasons for s in sources if s.table == t]) for t in tables}
+
+
+def table_root_causes(sources: list[SourceReport]) -> dict[str, dict[str, int]]:
+    """Per table: rows quarantined because of a row (or the emptiness) of another table."""
+    tables = dict.fromkeys(s.table for s in sources)
+    return {t: _merge([s.root_causes for s in sources if s.table == t]) for t in tables}
 
 
 def record_line_stats(name: str, stats: LineStats, report: SourceReport) -> None:
@@ -126,7 +220,8 @@ def record_line_stats(name: str, stats: LineStats, report: SourceReport) -> None
     if stats.truncated:
         report.messages.append(
             f"{name}: gzip stream is truncated after line {stats.lines}; the complete lines "
-            "were ingested, fetch the file again for the rest"
+            "were ingested, fetch the file again for the rest (the source is tagged partial "
+            "in the manifest: a complete file of the same name adds the missing rows)"
         )
 
 
@@ -155,14 +250,22 @@ def read_quarantine(
 
 
 def table_counts(sources: list[SourceReport]) -> dict[str, dict[str, int]]:
-    """Per table: rows read, added, quarantined, duplicates, already in the lake."""
+    """Per table: rows read, added, quarantined, blank lines, duplicates, already in the lake."""
     counts: dict[str, dict[str, int]] = {}
     for report in sources:
         row = counts.setdefault(
             report.table,
-            {"read": 0, "added": 0, "quarantined": 0, "duplicates": 0, "already_in_lake": 0},
+            {
+                "read": 0,
+                "added": 0,
+                "quarantined": 0,
+                "blank": 0,
+                "duplicates": 0,
+                "already_in_lake": 0,
+            },
         )
         row["read"] += report.rows_seen
+        row["blank"] += report.blank_lines
         row["added"] += report.kept
         row["quarantined"] += report.quarantined
         row["duplicates"] += report.duplicates
