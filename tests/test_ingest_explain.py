@@ -378,3 +378,42 @@ def test_a_truncated_gzip_is_tagged_partial_and_completed_by_the_full_file(tmp_p
         (True, None),
         (False, entry.sha256),
     ]
+
+
+# -- 5. event-time bounds -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_event_times_after_now_plus_tolerance_or_before_the_floor_are_quarantined(
+    tmp_path: Path, fast: bool
+) -> None:
+    max_int64 = 9_223_372_036_854_775_807
+    lines = [*TAPS, f"1|sku-x|{max_int64}|1", "2|sku-y|4102444800|1", "3|sku-z|-5|0"]
+    raw = _raw(tmp_path, _lines(lines))
+    config = IngestConfig(max_bad_share=0.01, fast_path=fast, min_event_time="2000-01-01")
+    quarantine = _fails_three_times(tmp_path, raw, BadShareError, "taps: 3 of 13", config)
+    assert [q[:2] for q in quarantine] == [("taps.txt", 11), ("taps.txt", 12), ("taps.txt", 13)]
+    late = "at: after now + 86,400 s ("
+    assert quarantine[0][2].startswith(late)
+    assert quarantine[0][2].endswith(
+        f"; ingest.future_tolerance_s) (got {max_int64}, beyond any date)"
+    )
+    assert quarantine[1][2].startswith(late)
+    assert quarantine[1][2].endswith("(got 4102444800, 2100-01-01T00:00:00Z)")
+    assert quarantine[2][2] == (
+        "at: before the floor 2000-01-01T00:00:00Z (ingest.min_event_time) "
+        "(got -5, 1969-12-31T23:59:55Z)"
+    )
+    assert _lake(tmp_path) == []
+    # A wider tolerance lets the year-2100 row in; no floor lets -5 in.
+    wide = IngestConfig(max_bad_share=1.0, future_tolerance_s=100 * 365 * 86_400)
+    result = _ingest(tmp_path, raw, IngestConfig(**{**wide.model_dump(), "min_event_time": None}))
+    assert (result.added("taps"), result.quarantined("taps")) == (12, 1)
+    assert len(_quarantine(tmp_path)) == 3  # line 11 was recorded already
+
+
+def test_floor_and_tolerance_are_checked_when_the_config_loads() -> None:
+    with pytest.raises(ValueError, match="min_event_time"):
+        IngestConfig(min_event_time="yesterday")
+    with pytest.raises(ValueError, match="future_tolerance_s"):
+        IngestConfig(future_tolerance_s=-1)

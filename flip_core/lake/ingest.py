@@ -55,6 +55,7 @@ from flip_core.config import IngestConfig
 from flip_core.hashing import file_sha256
 from flip_core.lake import foreign
 from flip_core.lake.background import Background
+from flip_core.lake.bounds import TimeBounds
 from flip_core.lake.duck import Session, open_session
 from flip_core.lake.exact import ExactReader
 from flip_core.lake.keys import keys_repeat
@@ -266,7 +267,9 @@ class _Run:
         self.tables = {t.name: t for t in spec.tables}
         self.references = foreign.references(spec)
         self.referenced = {j.table for joins in self.references.values() for j in joins}
-        self.run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+        now = datetime.now(UTC)
+        self.run_id = f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+        self.bounds = TimeBounds.of(spec.timestamp, config, now)
         self.staging = root / f"{STAGING_PREFIX}{self.run_id}"
         (self.staging / "tmp").mkdir(parents=True)
         self._session = Background(
@@ -422,6 +425,10 @@ class _Run:
         """
         if _keys_repeat(rows, table.key_columns):
             return False
+        if table.name == self.spec.events and not self.bounds.all_within(
+            rows.column(self.bounds.column)
+        ):
+            return False
         # One block per column: pandas then views the Arrow buffers (no copy, no fresh pages).
         frame = rows.select(table.column_names).to_pandas(split_blocks=True)
         if failure_reasons(self._schema(table), frame):
@@ -462,8 +469,15 @@ class _Run:
 
     def _validate(self, table: TableSpec) -> None:
         frame = self.con.execute(load_sql("ingest/candidates")).df().set_index("line_number")
-        if not frame.empty:
-            self._reject(failure_reasons(self._schema(table), frame))
+        if frame.empty:
+            return
+        reasons = failure_reasons(self._schema(table), frame)
+        if table.name == self.spec.events:
+            column = frame[self.bounds.column]
+            late = self.bounds.reasons(frame.index.to_numpy(), column)
+            for line, reason in late.items():
+                reasons[line] = f"{reasons[line]}; {reason}" if line in reasons else reason
+        self._reject(reasons)
 
     def _check_references(self, table: TableSpec, report: SourceReport) -> None:
         """Quarantine staged rows whose join key the joined table lacks (see the module doc);
