@@ -258,6 +258,26 @@ def test_whitespace_delimiter_splits_on_runs_of_spaces_and_tabs(tmp_path: Path) 
     ]
 
 
+def test_rows_a_failed_run_quarantined_leave_the_quarantine_once_they_go_in(
+    tmp_path: Path,
+) -> None:
+    raw = _raw(tmp_path, _lines(TAPS), accounts=_lines(["1|platinum", *ACCOUNTS[1:]]))
+    assert len(_fails_three_times(tmp_path, raw, BadShareError, "accounts", IngestConfig())) == 4
+    (raw / "accounts.txt").write_bytes(_lines(ACCOUNTS))  # the account row is fixed
+    result = _ingest(tmp_path, raw, IngestConfig())
+    assert (result.added("accounts"), result.added("taps"), result.quarantined()) == (4, 10, 0)
+    # The fixed accounts file is new content: its old row stays on record under the old sha256;
+    # the taps file is the same content and its 3 rows went in, so they leave the quarantine.
+    assert _quarantine(tmp_path) == [("accounts.txt", 1, TIER)]
+    assert (
+        "taps.txt: 3 row(s) an earlier failed run quarantined went in this time; removed from "
+        "the quarantine"
+    ) in result.messages
+    for _ in range(2):
+        assert _ingest(tmp_path, raw, IngestConfig()).added("taps") == 0
+        assert _quarantine(tmp_path) == [("accounts.txt", 1, TIER)]
+
+
 # -- 2. root causes for dependants ---------------------------------------------------------------
 
 TIER = "tier: isin(['gold', 'silver']) failed (got 'platinum')"
@@ -275,7 +295,8 @@ def test_dependants_of_a_quarantined_row_name_its_file_line_and_reason(tmp_path:
     assert _fails_three_times(tmp_path, raw, BadShareError, "accounts: 1 of 4", IngestConfig())
     assert _quarantine(tmp_path) == expected
     assert _lake(tmp_path, "accounts") == [] and _lake(tmp_path) == []
-    # Within the limit: the others go in, the summary names the root cause.
+    # Within the limit: the others go in, the summary names the root cause; the quarantine
+    # is as it was (the same rows are refused for the same reasons).
     result = _ingest(tmp_path, raw)
     assert (result.added("accounts"), result.added("taps"), result.quarantined()) == (3, 7, 4)
     assert _quarantine(tmp_path) == expected
@@ -409,7 +430,12 @@ def test_event_times_after_now_plus_tolerance_or_before_the_floor_are_quarantine
     wide = IngestConfig(max_bad_share=1.0, future_tolerance_s=100 * 365 * 86_400)
     result = _ingest(tmp_path, raw, IngestConfig(**{**wide.model_dump(), "min_event_time": None}))
     assert (result.added("taps"), result.quarantined("taps")) == (12, 1)
-    assert len(_quarantine(tmp_path)) == 3  # line 11 was recorded already
+    # Line 11 was recorded already; lines 12 and 13 went in, so the quarantine lets them go.
+    assert _quarantine(tmp_path) == quarantine[:1]
+    assert (
+        "taps.txt: 2 row(s) an earlier failed run quarantined went in this time; removed "
+        "from the quarantine" in result.messages
+    )
 
 
 def test_floor_and_tolerance_are_checked_when_the_config_loads() -> None:

@@ -88,6 +88,7 @@ from flip_core.lake.reports import (
     IngestError,
     IngestResult,
     SourceReport,
+    prune_quarantine,
     record_line_stats,
     recorded_lines,
 )
@@ -278,7 +279,11 @@ class _Run:
         )
         self.schemas: dict[str, pandera.DataFrameSchema] = {}
         self.staged_keys: dict[Path, pa.Table] = {}  # key columns of clean staged files
-        self.rejected: dict[str, foreign.Rejected] = {}  # quarantined keys of referenced tables
+        self.rejected: dict[str, foreign.Rejected] = {}
+        # (table, source sha256) -> line numbers this run quarantined
+        self.quarantined_lines: dict[
+            tuple[str, str], pa.ChunkedArray | pa.Array
+        ] = {}  # quarantined keys of referenced tables
         self.reports: list[SourceReport] = []
         self.entries: list[SourceEntry] = []
         self.staged: dict[str, list[Path]] = {t.name: [] for t in spec.tables}
@@ -559,6 +564,8 @@ class _Run:
     def _quarantine(self, table: TableSpec, path: Path, report: SourceReport, part: str) -> None:
         """Write the staged file's quarantined rows that no earlier run recorded (same sha256,
         same line): rerunning a failing input leaves the quarantine as it is."""
+        lines = self.con.sql(load_sql("ingest/quarantined_lines")).to_arrow_table()
+        self.quarantined_lines[(table.name, report.sha256)] = lines.column("line_number")
         recorded = recorded_lines(self.quarantine_root, table.name, report.sha256)
         self.con.register("recorded", recorded)
         try:
@@ -683,6 +690,25 @@ class _Run:
         if self.entries:
             self.manifest.sources.extend(self.entries)
             save_manifest(self.root, self.manifest)
+        self._prune_quarantine()
+
+    def _prune_quarantine(self) -> None:
+        """Drop the quarantine rows an earlier (failed) run recorded for a source this run
+        committed, where this run did not quarantine that line: they went in (or were dropped
+        as duplicates) this time, so the quarantine holds only what is out of the lake."""
+        for report in self.reports:
+            if report.status != "ingested":
+                continue
+            keep = self.quarantined_lines.get(
+                (report.table, report.sha256), pa.array([], pa.int64())
+            )
+            gone = prune_quarantine(self.quarantine_root, report.table, report.sha256, keep)
+            if gone:
+                report.quarantine_pruned = gone
+                report.messages.append(
+                    f"{report.path.name}: {gone} row(s) an earlier failed run quarantined went in "
+                    "this time; removed from the quarantine"
+                )
 
     def _move_quarantine(self) -> None:
         for staged in self.quarantine_files:

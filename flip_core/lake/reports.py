@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flip_core.config import DuckDBConfig
@@ -73,6 +74,7 @@ class SourceReport:
     fast_batches: int = 0  # batches the fast parser typed
     fast: bool = False  # written by the fast path: every line plain, every row new and valid
     quarantine_recorded: int = 0  # quarantined rows an earlier run recorded (same sha256, line)
+    quarantine_pruned: int = 0  # rows an earlier failed run quarantined that went in this time
     reasons: dict[str, int] = field(default_factory=dict)  # quarantined rows per reason
     root_causes: dict[str, int] = field(default_factory=dict)  # rows held by another table's row
     problems: list[str] = field(default_factory=list)
@@ -273,6 +275,40 @@ def table_counts(sources: list[SourceReport]) -> dict[str, dict[str, int]]:
     return counts
 
 
+def prune_quarantine(
+    quarantine_root: Path, table: str, sha256: str, keep: pa.Array | pa.ChunkedArray
+) -> int:
+    """Remove the quarantine rows of `table` for the source with content `sha256` whose line
+    is not in `keep`; return how many went. Files are rewritten atomically (or deleted)."""
+    if isinstance(keep, pa.ChunkedArray):
+        keep = keep.combine_chunks()
+    keep = keep.cast(pa.int64())
+    removed = 0
+    for path in sorted((quarantine_root / table).glob("ingest_date=*/*.parquet")):
+        if "source_sha256" not in pq.read_schema(path).names:
+            continue
+        shas = pq.read_table(path, columns=["source_sha256"]).column("source_sha256")
+        if not pc.any(pc.equal(shas, sha256)).as_py():
+            continue
+        rows = pq.read_table(path)
+        stale = pc.and_(
+            pc.equal(rows.column("source_sha256"), sha256),
+            pc.invert(pc.is_in(rows.column("line_number"), value_set=keep)),
+        )
+        count = int(pc.sum(stale).as_py() or 0)
+        if not count:
+            continue
+        left = rows.filter(pc.invert(stale))
+        if left.num_rows:
+            tmp = path.with_name(f".{path.name}.tmp")
+            pq.write_table(left, tmp)
+            tmp.replace(path)
+        else:
+            path.unlink()
+        removed += count
+    return removed
+
+
 def recorded_lines(quarantine_root: Path, table: str, sha256: str) -> pa.Table:
     """Line numbers the quarantine of `table` holds for the source with content `sha256`."""
     parts = [pa.table({"line_number": pa.array([], pa.int64())})]
@@ -284,18 +320,3 @@ def recorded_lines(quarantine_root: Path, table: str, sha256: str) -> pa.Table:
         )
         parts.append(rows.cast(parts[0].schema))
     return pa.concat_tables(parts)
-
-
-def quarantine_reasons(
-    data_root: Path, dataset: str, run_id: str, duckdb_config: DuckDBConfig | None = None
-) -> dict[str, int]:
-    """Quarantined rows of one run per reason (offending values stripped), most frequent first."""
-    root = quarantine_dir(data_root, dataset)
-    files = sorted(root.glob(f"*/ingest_date=*/part-{run_id}-*.parquet"))
-    if not files:
-        return {}
-    with open_session(duckdb_config or DuckDBConfig()) as con:
-        rows = con.execute(
-            load_sql("ingest/quarantine_reasons"), {"files": [str(f) for f in files]}
-        ).fetchall()
-    return {str(reason): int(n) for reason, n in rows}
