@@ -443,3 +443,59 @@ def test_floor_and_tolerance_are_checked_when_the_config_loads() -> None:
         IngestConfig(min_event_time="yesterday")
     with pytest.raises(ValueError, match="future_tolerance_s"):
         IngestConfig(future_tolerance_s=-1)
+
+
+# -- the run summary: CLI and the validation-report artifact -------------------------------------
+
+
+def test_cli_prints_the_run_summary_of_a_failed_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    spec_file = tmp_path / "taps.json"
+    spec_file.write_text(SPEC.model_dump_json(exclude_unset=True), encoding="utf-8")
+    taps = [*TAPS, "1|sku-x|1700000100|7", "", TAPS[1], "2,sku-y,1700000100,1"]
+    raw = _raw(tmp_path, _lines(taps), accounts=_lines(["1|platinum", *ACCOUNTS[1:]]))
+    args = ["data", "ingest", "--dataset", str(spec_file), "--raw-dir", str(raw)]
+    args += ["--data-root", str(tmp_path / "data")]
+    outputs = []
+    for _ in range(3):
+        run = CliRunner().invoke(app, args)
+        assert run.exit_code == 1
+        outputs.append(run.output)
+        assert len(_quarantine(tmp_path)) == 6
+    out = outputs[0]
+    assert "failed validation, nothing was added to the lake:" in out
+    assert "  accounts: 3 valid rows not added, 1 quarantined, 0 in the lake" in out
+    assert "  taps: 7 valid rows not added, 5 quarantined, 0 in the lake" in out
+    cause = f"acct 1 was quarantined (accounts.txt line 1: {TIER})"
+    assert f"    root causes (rows held by a row of another table):\n      3  {cause}\n" in out
+    assert "      1  hit: isin([0, 1]) failed\n" in out
+    assert (
+        "      1  expected 4 fields separated by '|', found 1; the line looks comma-separated, "
+        "the spec says '|'\n"
+    ) in out
+    assert "    skipped: 1 blank line(s), 1 duplicate line(s) kept once\n" in out
+    assert "taps.txt: 5 quarantined line(s) were recorded by an earlier run" in outputs[1]
+
+
+def test_validation_report_lists_reasons_and_root_causes_per_table() -> None:
+    from tasks.artifacts import validation_markdown
+
+    text = validation_markdown(
+        "taps",
+        {"taps": {"read": 10, "added": 7, "quarantined": 3, "blank": 1}},
+        {},
+        table_reasons={"taps": {"acct 1 was quarantined (x | y)": 3}, "accounts": {"tier": 1}},
+        root_causes={"taps": {"acct 1 was quarantined (x | y)": 3}},
+        summary="run summary text",
+    )
+    assert "| table | added | blank | quarantined | read |" in text
+    assert "| taps | 7 | 1 | 3 | 10 |" in text
+    assert (
+        "### taps\n\n| reason | rows |\n|---|---|\n| acct 1 was quarantined (x \\| y) | 3 |" in text
+    )
+    assert "### accounts" in text
+    assert "## Root causes" in text and "| taps | acct 1 was quarantined (x \\| y) | 3 |" in text
+    assert "## Run summary\n\n```\nrun summary text\n```" in text
