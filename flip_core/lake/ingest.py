@@ -5,8 +5,12 @@ One engine for every spec: `ingest_dataset`. One lake table per spec table,
 `source_file` and `line_number`. One run ingests every table (the joined dimension tables first,
 the events last) and commits all of them or nothing: files are written into a staging folder and
 renamed into the lake, and the manifest of content hashes rewritten, only when every file went
-through and the bad share is within the limit (a file ingested before adds nothing);
-quarantined rows (source file, line number, reason) are kept either way.
+through, the bad share is within the limit and no table would be left with no row (a file
+ingested before adds nothing). Quarantined rows (source file and sha256, line number, reason)
+are kept either way, one per (sha256, line): a rerun records nothing twice, and a committed run
+removes the rows of its sources that an earlier failed run refused and that went in this time.
+The events' time column is bounded (`bounds.py`); a truncated gzip's entry is tagged partial
+in the manifest and the next file of its name completes it.
 
 Each file takes one of two paths, with the same rows, line numbers and messages:
 - fast, for a CSV table of simple shape (no header, no quoting, columns of type int32, int64 or
