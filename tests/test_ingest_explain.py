@@ -33,7 +33,7 @@ ACCOUNTS = [f"{a}|{'gold' if a % 2 else 'silver'}" for a in range(1, 5)]
 TAPS = [f"{1 + i % 4}|sku-{i}|{T0 + i}|{i % 2}" for i in range(10)]
 
 
-def spec(delimiter: str = "|", **top: Any) -> DatasetSpec:
+def spec(delimiter: str = "|", at_type: str = "int64", **top: Any) -> DatasetSpec:
     """Two tables, no MovieLens name: accounts (key acct) and the events, taps, joined on acct."""
     data: dict[str, Any] = {
         "name": "taps",
@@ -61,7 +61,7 @@ def spec(delimiter: str = "|", **top: Any) -> DatasetSpec:
                 "columns": [
                     {"name": "acct", "type": "int64", "min": 1},
                     {"name": "sku", "type": "string"},
-                    {"name": "at", "type": "int64"},
+                    {"name": "at", "type": at_type},
                     {"name": "hit", "type": "int32", "allowed": [0, 1]},
                 ],
                 "key": ["acct", "sku", "at"],
@@ -435,6 +435,22 @@ def test_event_times_after_now_plus_tolerance_or_before_the_floor_are_quarantine
     assert (
         "taps.txt: 2 row(s) an earlier failed run quarantined went in this time; removed "
         "from the quarantine" in result.messages
+    )
+
+
+def test_timestamp_columns_are_bounded_too(tmp_path: Path) -> None:
+    dataset = spec(at_type="timestamp")
+    lines = ["1|a|2024-01-31 12:00:00|1", "2|b|2150-01-01|0", "3|c|1969-07-20 20:17:40|1"]
+    raw = _raw(tmp_path, _lines(lines))
+    result = _ingest(tmp_path, raw, dataset=dataset)
+    assert (result.added("taps"), result.quarantined("taps")) == (1, 2)
+    found = _quarantine(tmp_path)
+    assert [q[:2] for q in found] == [("taps.txt", 2), ("taps.txt", 3)]
+    assert found[0][2].startswith("at: after now + 86,400 s (")
+    assert found[0][2].endswith("(got 2150-01-01T00:00:00Z)")
+    assert found[1][2] == (
+        "at: before the floor 1970-01-01T00:00:00Z (ingest.min_event_time) "
+        "(got 1969-07-20T20:17:40Z)"
     )
 
 
