@@ -275,7 +275,7 @@ def test_nightly_run_end_to_end_then_a_rerun_does_nothing_new(
     assert "No champion yet" in artifacts["metrics-vs-champion"]["data"]
     assert "(http://127.0.0.1:5000/#/experiments/" in artifacts["mlflow-run"]["data"]
     assert _versions(data_root) == {"1": ["challenger", "champion"]}
-    manifest = (data_root / "lake" / "ml1m" / "_manifest.json").read_bytes()
+    manifest = (data_root / "lake" / "ml-1m" / "_manifest.json").read_bytes()
 
     second = stack.run_deployment(params)
     assert stack.flow_run(second)["state"]["type"] == "COMPLETED"
@@ -285,7 +285,7 @@ def test_nightly_run_end_to_end_then_a_rerun_does_nothing_new(
     # ingest always looks at the inbox (idempotent, not cached); it found nothing new
     assert states.pop("ingest-raw") == "Completed"
     assert set(states.values()) == {"Cached"}, states
-    assert (data_root / "lake" / "ml1m" / "_manifest.json").read_bytes() == manifest
+    assert (data_root / "lake" / "ml-1m" / "_manifest.json").read_bytes() == manifest
     assert _versions(data_root) == {"1": ["challenger", "champion"]}  # no alias moved
 
 
