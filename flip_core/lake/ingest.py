@@ -484,8 +484,8 @@ class _Run:
         if table.name == self.spec.events:
             column = frame[self.bounds.column]
             late = self.bounds.reasons(frame.index.to_numpy(), column)
-            for line, reason in late.items():
-                reasons[line] = f"{reasons[line]}; {reason}" if line in reasons else reason
+            for line, reason in late.items():  # a row the spec's rules refused says that
+                reasons.setdefault(line, reason)
         self._reject(reasons)
 
     def _check_references(self, table: TableSpec, report: SourceReport) -> None:
