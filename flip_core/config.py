@@ -136,6 +136,18 @@ class IngestConfig(_Section):
         description="Type clean files of simple shape in one go; false: every file line by line "
         "(the same result, slower; for checks).",
     )
+    future_tolerance_s: int = Field(
+        default=86_400,
+        ge=0,
+        description="Event times later than now (at the run's start) plus this many seconds are "
+        "quarantined. Integer event times are Unix seconds.",
+    )
+    min_event_time: str | None = Field(
+        default="1970-01-01",
+        pattern=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2})?)?$",
+        description="Event times before this UTC date or datetime (YYYY-MM-DD[THH:MM[:SS]]) are "
+        "quarantined; None: no floor.",
+    )
     duckdb: DuckDBConfig = DuckDBConfig()
 
 

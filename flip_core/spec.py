@@ -47,6 +47,9 @@ RESERVED = frozenset(
 )
 
 
+WHITESPACE = "whitespace"  # the delimiter that means runs of spaces and tabs
+
+
 class SpecError(ValueError):
     """A dataset spec is invalid; the message names the file and the key."""
 
@@ -143,7 +146,12 @@ class TableSpec(_Strict):
     name: str = Field(description="Lake table name: <data_root>/lake/<dataset>/<name>/.")
     format: Literal["csv", "parquet"]
     files: list[str] = Field(min_length=1, description="Globs relative to the raw folder.")
-    delimiter: str = Field(default=",", min_length=1, max_length=4)
+    delimiter: str = Field(
+        default=",",
+        min_length=1,
+        description="Field separator (up to 4 characters), or `whitespace`: runs of spaces and "
+        "tabs, leading and trailing ones ignored.",
+    )
     quote: str | None = Field(default='"', min_length=1, max_length=1)
     encoding: str = "utf-8"
     header: bool = True
@@ -170,6 +178,13 @@ class TableSpec(_Strict):
     @field_validator("delimiter")
     @classmethod
     def _delimiter(cls, delimiter: str) -> str:
+        if delimiter == WHITESPACE:
+            return delimiter
+        if len(delimiter) > 4:
+            raise ValueError(
+                f"{delimiter!r} is longer than 4 characters (write `whitespace` for runs of "
+                "spaces and tabs)"
+            )
         if any(ch in delimiter for ch in "\r\n\"'") or (
             delimiter.isspace() and delimiter not in ("\t", " ")
         ):
@@ -209,6 +224,8 @@ class TableSpec(_Strict):
         for key in self.key:
             if by_name[key].nullable:
                 raise ValueError(f"key: column {key!r} is nullable; key columns cannot be")
+        if self.quote is not None and self.delimiter == WHITESPACE:
+            raise ValueError("quote: whitespace-separated fields cannot be quoted; set quote: null")
         if self.quote is not None and self.quote in self.delimiter:
             raise ValueError("quote and delimiter overlap")
         if self.quote is not None and len(self.delimiter) > 1:

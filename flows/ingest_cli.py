@@ -38,6 +38,7 @@ def ingest_command(
     from flip_core.lake import (
         IngestError,
         LakeValidationError,
+        RejectedRunError,
         ingest_dataset,
         validate_spec_lake,
     )
@@ -61,6 +62,9 @@ def ingest_command(
         raise fail(str(exc), code=2, label="spec error") from None
     try:
         result = ingest_dataset(cfg.paths.raw_dir, cfg.paths.data_root, spec, cfg.ingest)
+    except RejectedRunError as exc:
+        console.print(exc.summary(), markup=False, highlight=False)
+        raise fail(str(exc), label="ingest failed") from None
     except IngestError as exc:
         raise fail(str(exc), label="ingest failed") from None
     console.print(result.summary(), markup=False, highlight=False)

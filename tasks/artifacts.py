@@ -35,8 +35,15 @@ def validation_markdown(
     reasons: Mapping[str, int],
     bad_share: float | None = None,
     limit: float | None = None,
+    *,
+    table_reasons: Mapping[str, Mapping[str, int]] | None = None,
+    root_causes: Mapping[str, Mapping[str, int]] | None = None,
+    summary: str | None = None,
+    top: int = 10,
 ) -> str:
-    """Markdown: rows read/kept/quarantined per table, and quarantine reasons with counts."""
+    """Markdown: rows read/added/quarantined/skipped per table, the quarantine reasons with
+    counts (per table when `table_reasons` is given: its top `top`), the root causes of
+    dependants' quarantine per table, and the run summary as printed by the CLI."""
     columns = sorted({c for row in counts.values() for c in row})
     lines = [f"# Validation report: `{dataset}`", ""]
     if bad_share is not None:
@@ -46,12 +53,37 @@ def validation_markdown(
     for table, row in sorted(counts.items()):
         lines.append(f"| {table} | " + " | ".join(_fmt(row.get(c)) for c in columns) + " |")
     lines += ["", "## Quarantine reasons", ""]
-    if reasons:
+    if table_reasons is not None:
+        shown = {t: r for t, r in table_reasons.items() if r}
+        for table, found in shown.items():
+            lines += [f"### {table}", "", "| reason | rows |", "|---|---|"]
+            ranked = sorted(found.items(), key=lambda kv: -kv[1])
+            lines += [f"| {_cell(r)} | {n:,} |" for r, n in ranked[:top]]
+            if len(ranked) > top:
+                lines.append(f"| ({len(ranked) - top} more reasons) | |")
+            lines.append("")
+        if not shown:
+            lines.append("None: every row passed validation.")
+    elif reasons:
         lines += ["| reason | rows |", "|---|---|"]
         lines += [f"| {r} | {n:,} |" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])]
     else:
         lines.append("None: every row passed validation.")
+    causes = {t: c for t, c in (root_causes or {}).items() if c}
+    if causes:
+        lines += ["", "## Root causes", "", "Rows quarantined because of a row of another table:"]
+        lines += ["", "| table | root cause | rows |", "|---|---|---|"]
+        for table, found in causes.items():
+            ranked = sorted(found.items(), key=lambda kv: -kv[1])
+            lines += [f"| {table} | {_cell(c)} | {n:,} |" for c, n in ranked[:top]]
+    if summary:
+        lines += ["", "## Run summary", "", "```", summary, "```"]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """`text` safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def metrics_markdown(
@@ -97,9 +129,23 @@ def publish_validation_report(
     reasons: Mapping[str, int],
     bad_share: float | None = None,
     limit: float | None = None,
+    *,
+    table_reasons: Mapping[str, Mapping[str, int]] | None = None,
+    root_causes: Mapping[str, Mapping[str, int]] | None = None,
+    summary: str | None = None,
 ) -> UUID:
-    """Artifact `validation-report`: counts per table and quarantine reasons."""
-    text = validation_markdown(dataset, counts, reasons, bad_share, limit)
+    """Artifact `validation-report`: counts per table, quarantine reasons and root causes per
+    table, and the run summary."""
+    text = validation_markdown(
+        dataset,
+        counts,
+        reasons,
+        bad_share,
+        limit,
+        table_reasons=table_reasons,
+        root_causes=root_causes,
+        summary=summary,
+    )
     return cast(
         UUID,
         create_markdown_artifact(text, key=VALIDATION_KEY, description=f"Validation of {dataset}"),

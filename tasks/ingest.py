@@ -11,9 +11,14 @@ from pydantic import BaseModel
 from flip_core.config import FlipConfig
 from flip_core.data.build import dataset_spec
 from flip_core.hashing import text_sha256
-from flip_core.lake import BadShareError, ingest_dataset
+from flip_core.lake import RejectedRunError, ingest_dataset
 from flip_core.lake.manifest import MANIFEST_NAME
-from flip_core.lake.reports import quarantine_reasons, table_counts
+from flip_core.lake.reports import (
+    SourceReport,
+    table_counts,
+    table_reasons,
+    table_root_causes,
+)
 from flip_core.lake.spec_validate import validate_spec_lake
 from tasks.artifacts import publish_validation_report
 from tasks.caching import content_cache
@@ -55,11 +60,12 @@ def ingest_raw(config: FlipConfig, raw: RawDataManifest) -> LakeSnapshot:
     with lake_lock(config):
         try:
             result = ingest_dataset(raw.raw_dir, config.paths.data_root, spec, config.ingest)
-        except BadShareError as exc:
-            _publish(config, exc.run_id, table_counts(exc.sources), dataset)
+        except RejectedRunError as exc:
+            logger.error("%s", exc.summary())
+            _publish(config, exc.sources, exc.summary(), dataset)
             raise
     logger.info("%s", result.summary())
-    _publish(config, result.run_id, table_counts(result.sources), dataset)
+    _publish(config, result.sources, result.summary(), dataset)
     return LakeSnapshot(
         lake_dir=result.lake_dir,
         dataset=dataset,
@@ -92,10 +98,15 @@ def _manifest_hash(root: Path) -> str:
     return text_sha256(path.read_text(encoding="utf-8") if path.is_file() else "")
 
 
-def _publish(
-    config: FlipConfig, run_id: str, counts: dict[str, dict[str, int]], dataset: str
-) -> None:
-    reasons = quarantine_reasons(config.paths.data_root, dataset, run_id, config.ingest.duckdb)
+def _publish(config: FlipConfig, sources: list[SourceReport], summary: str, dataset: str) -> None:
+    """The `validation-report` artifact of a run, from its file reports (a rerun that records no
+    new quarantine row still reports every reason)."""
+    counts = table_counts(sources)
+    per_table = table_reasons(sources)
+    reasons: dict[str, int] = {}
+    for found in per_table.values():
+        for reason, n in found.items():
+            reasons[reason] = reasons.get(reason, 0) + n
     read = sum(row["read"] for row in counts.values())
     bad = sum(row["quarantined"] for row in counts.values())
     publish_validation_report(
@@ -104,4 +115,7 @@ def _publish(
         reasons,
         bad_share=bad / read if read else 0.0,
         limit=config.ingest.max_bad_share,
+        table_reasons=per_table,
+        root_causes=table_root_causes(sources),
+        summary=summary,
     )

@@ -21,6 +21,7 @@ from flip_core.config import IngestConfig
 from flip_core.lake import (
     IngestError,
     IngestResult,
+    RejectedRunError,
     ingest_dataset,
     lake_table_glob,
     read_quarantine,
@@ -187,7 +188,20 @@ def _ratings_paths(result: IngestResult) -> tuple[list[int], list[bool]]:
 
 
 def _outcome(raw: Path, data_root: Path, config: IngestConfig) -> tuple[tuple, IngestResult]:
-    result = ingest_dataset(raw, data_root, SPEC, config, ingest_date="2026-01-01")
+    try:
+        result = ingest_dataset(raw, data_root, SPEC, config, ingest_date="2026-01-01")
+    except RejectedRunError as exc:  # e.g. no valid rating: the run commits nothing
+        failed = str(exc).replace(str(data_root), "<data_root>")
+        result = IngestResult(
+            dataset=DATASET,
+            lake_dir=data_root,
+            quarantine_dir=data_root,
+            ingest_date="2026-01-01",
+            run_id=exc.run_id,
+            sources=exc.sources,
+            table_rows=exc.table_rows,
+        )
+        result.sources[0].messages.insert(0, failed)
     reports = [
         (s.table, s.lines, s.kept, s.quarantined, s.duplicates, s.already_in_lake, s.blank_lines)
         for s in result.sources

@@ -11,6 +11,7 @@ import pytest
 from flip_core.config import IngestConfig
 from flip_core.lake import (
     BadShareError,
+    EmptyTableError,
     IngestError,
     IngestResult,
     ingest_dataset,
@@ -88,7 +89,11 @@ def _assert_one_bad(tmp_path: Path, result: IngestResult, line: int, reason: str
 def test_wrong_delimiter_line_is_quarantined(tmp_path: Path) -> None:
     result = _ingest(tmp_path, _lines_bytes(_with_bad("3\t4\t5\t978300760")))
     _assert_one_bad(
-        tmp_path, result, 7, "expected 4 fields separated by '::', found 1 (wrong delimiter?)"
+        tmp_path,
+        result,
+        7,
+        "expected 4 fields separated by '::', found 1; the line looks tab-separated, "
+        "the spec says '::'",
     )
 
 
@@ -99,8 +104,8 @@ def test_wrong_delimiter_file_fails_and_leaves_lake_without_ratings(tmp_path: Pa
     message = str(err.value)
     assert "ratings: 20 of 20 rows quarantined (100.00%) > limit 1.00%" in message
     assert (
-        "ratings.dat line 1: expected 4 fields separated by '::', found 1 (wrong delimiter?)"
-        in (message)
+        "ratings.dat line 1: expected 4 fields separated by '::', found 1; the line looks "
+        "comma-separated, the spec says '::'" in (message)
     )
     assert "Nothing was added to the lake" in message
     assert len(_quarantine(tmp_path)) == 20
@@ -123,7 +128,10 @@ def test_wrong_column_count(tmp_path: Path, bad: str, found: int) -> None:
         ("abc::2::3::978300760", "user_id: not an integer ('abc')"),
         ("1::2.5::3::978300760", "movie_id: not an integer ('2.5')"),
         ("1::2::3::97830e760", "timestamp: not an integer ('97830e760')"),
-        ("1::2::3::99999999999999999999", "timestamp: not an integer ('99999999999999999999')"),
+        (
+            "1::2::3::99999999999999999999",
+            "timestamp: out of range for int64 ('99999999999999999999')",
+        ),
         ("x::y::3::978300760", "user_id: not an integer ('x'); movie_id: not an integer ('y')"),
     ],
 )
@@ -255,7 +263,8 @@ def test_truncated_gzip_keeps_complete_lines(tmp_path: Path) -> None:
     ]
     assert (
         "ratings.dat.gz: gzip stream is truncated after line 16; the complete lines were "
-        "ingested, fetch the file again for the rest"
+        "ingested, fetch the file again for the rest (the source is tagged partial in the "
+        "manifest: a complete file of the same name adds the missing rows)"
     ) in result.messages
 
 
@@ -270,11 +279,14 @@ def test_corrupt_gzip_fails_clearly_and_adds_nothing(tmp_path: Path) -> None:
 
 
 def test_empty_ratings_file(tmp_path: Path) -> None:
-    result = _ingest(tmp_path, b"")
-    assert result.added("ratings") == 0
-    assert result.added("users") == 5
-    assert result.quarantined() == 0
-    assert "ratings.dat: empty file, nothing to ingest" in result.messages
+    # All or nothing per run: ratings would be empty, so users and movies are not added either.
+    for _ in range(2):
+        with pytest.raises(
+            EmptyTableError, match=r"ratings would have no row: ratings\.dat is empty"
+        ):
+            _ingest(tmp_path, b"")
+        assert not list(lake_dir(tmp_path / "data", DATASET).rglob("*.parquet"))
+        assert _quarantine(tmp_path) == []
 
 
 def test_duplicates_inside_a_file_are_kept_once(tmp_path: Path) -> None:
@@ -331,7 +343,13 @@ def test_ratings_without_any_user_say_users_is_empty(tmp_path: Path, users: byte
         (raw / "users.dat").unlink()
     else:
         (raw / "users.dat").write_bytes(users)
-    result = ingest_dataset(raw, tmp_path / "data", SPEC, LENIENT)
-    assert (result.added("ratings"), result.quarantined("ratings")) == (0, GOOD)
-    assert _quarantine(tmp_path) == [("ratings.dat", n, "users is empty") for n in range(1, 21)]
-    assert ("users.dat: empty file, nothing to ingest" in result.messages) == (users is not None)
+    with pytest.raises(EmptyTableError) as err:
+        ingest_dataset(raw, tmp_path / "data", SPEC, LENIENT)
+    if users is None:
+        why = "no file of users in the raw folder (none matches 'users*.dat')"
+    else:
+        why = "users.dat is empty"
+    assert f"users would have no row: {why}" in str(err.value)
+    cause = f"{why}, so users has no row"
+    assert _quarantine(tmp_path) == [("ratings.dat", n, cause) for n in range(1, 21)]
+    assert not list(lake_dir(tmp_path / "data", DATASET).rglob("*.parquet"))

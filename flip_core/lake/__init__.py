@@ -10,8 +10,10 @@ from flip_core.lake.manifest import (
 )
 from flip_core.lake.reports import (
     BadShareError,
+    EmptyTableError,
     IngestError,
     IngestResult,
+    RejectedRunError,
     SourceReport,
     read_quarantine,
 )
@@ -19,10 +21,12 @@ from flip_core.lake.spec_validate import LakeValidationError, validate_spec_lake
 
 __all__ = [
     "BadShareError",
+    "EmptyTableError",
     "IngestError",
     "IngestResult",
     "LakeManifest",
     "LakeValidationError",
+    "RejectedRunError",
     "SourceReport",
     "ingest_dataset",
     "lake_dir",

@@ -9,6 +9,7 @@ row cannot go in (or null), `_key` and `_row` (the key and all columns, packed f
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import duckdb
@@ -20,7 +21,7 @@ import pyarrow.parquet as pq
 from flip_core.config import IngestConfig
 from flip_core.lake.lines import LineStats, RawFileError, iter_line_batches
 from flip_core.lake.reports import IngestError, SourceReport, record_line_stats
-from flip_core.spec import TableSpec
+from flip_core.spec import WHITESPACE, TableSpec
 from flip_core.sql import load_sql
 
 _PARQUET_ROWS = 1 << 16
@@ -92,6 +93,8 @@ class ExactReader:
 
     def _split(self, text: str) -> list[str]:
         spec = self.spec
+        if spec.delimiter == WHITESPACE:
+            return re.split(r"[ \t]+", text.strip(" \t"))
         if spec.quote is None or spec.quote not in text:
             return text.split(spec.delimiter)
         return next(csv.reader([text], delimiter=spec.delimiter, quotechar=spec.quote))

@@ -1,5 +1,6 @@
 """Foreign keys from a dataset spec's joins: which rows refer to a key the joined table lacks, and
-why (the key was never there, the table is empty, or this run quarantined the key's row)."""
+why (the key was never there, the table is empty, or this run quarantined the key's row), and
+why a joined table is empty (its file is empty or missing, or every row was quarantined)."""
 
 from __future__ import annotations
 
@@ -49,12 +50,13 @@ def unknown(rows: pa.Table, keys: list[str], known: pa.Table) -> pa.Table:
 
 
 def reasons(
-    missing: pa.Table, join: JoinSpec, key_order: list[str], known_rows: int, rejected: Rejected
+    missing: pa.Table, join: JoinSpec, key_order: list[str], empty: str | None, rejected: Rejected
 ) -> list[str]:
     """Why each row of `missing` (rows whose `join` key is unknown) cannot go in.
 
     `key_order`: the joined table's key columns, the order of `rejected`'s keys (the key's
-    quarantined rows of this run: "users.dat line 4: <reason>").
+    quarantined rows of this run: "users.dat line 4: <reason>"). `empty`: why the joined table
+    has no row at all ("users.dat is empty, so users has no row"), None when it has rows.
     """
     values = [missing.column(k).to_pylist() for k in key_order]
     out = []
@@ -63,14 +65,26 @@ def reasons(
         cause = rejected.get(key)
         if cause is not None:
             out.append(f"{named} was quarantined ({cause})")
-        elif not known_rows:
-            out.append(f"{join.table} is empty")
+        elif empty is not None:
+            out.append(empty)
         else:
             out.append(f"{named} is not a row of {join.table}")
     return out
 
 
 Rejected = dict[tuple[Any, ...], str]
+
+
+def empty_reason(table: str, globs: list[str], sources: list[tuple[str, int]]) -> str:
+    """Why `table` has no row, from this run's `sources` of it (file name, rows read): no file
+    matched its `globs`, its files are empty, or every row of them was quarantined."""
+    names = ", ".join(name for name, _ in sources)
+    if not sources:
+        matched = " or ".join(repr(g) for g in globs)
+        return f"no file of {table} in the raw folder (none matches {matched})"
+    if all(rows == 0 for _, rows in sources):
+        return f"{names} {'is' if len(sources) == 1 else 'are'} empty"
+    return f"every row of {names} was quarantined"
 
 
 def rejected_keys(rows: pa.Table, keys: list[str], source: str, into: Rejected) -> None:

@@ -5,8 +5,12 @@ One engine for every spec: `ingest_dataset`. One lake table per spec table,
 `source_file` and `line_number`. One run ingests every table (the joined dimension tables first,
 the events last) and commits all of them or nothing: files are written into a staging folder and
 renamed into the lake, and the manifest of content hashes rewritten, only when every file went
-through and the bad share is within the limit (a file ingested before adds nothing);
-quarantined rows (source file, line number, reason) are kept either way.
+through, the bad share is within the limit and no table would be left with no row (a file
+ingested before adds nothing). Quarantined rows (source file and sha256, line number, reason)
+are kept either way, one per (sha256, line): a rerun records nothing twice, and a committed run
+removes the rows of its sources that an earlier failed run refused and that went in this time.
+The events' time column is bounded (`bounds.py`); a truncated gzip's entry is tagged partial
+in the manifest and the next file of its name completes it.
 
 Each file takes one of two paths, with the same rows, line numbers and messages:
 - fast, for a CSV table of simple shape (no header, no quoting, columns of type int32, int64 or
@@ -34,9 +38,11 @@ rebuild of the lake rather than silently changing features of past training runs
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -53,6 +59,7 @@ from flip_core.config import IngestConfig
 from flip_core.hashing import file_sha256
 from flip_core.lake import foreign
 from flip_core.lake.background import Background
+from flip_core.lake.bounds import TimeBounds
 from flip_core.lake.duck import Session, open_session
 from flip_core.lake.exact import ExactReader
 from flip_core.lake.keys import keys_repeat
@@ -81,13 +88,16 @@ from flip_core.lake.manifest import (
 from flip_core.lake.prefetch import Prefetch
 from flip_core.lake.reports import (
     BadShareError,
+    EmptyTableError,
     IngestError,
     IngestResult,
     SourceReport,
+    prune_quarantine,
     record_line_stats,
+    recorded_lines,
 )
 from flip_core.lake.spec_schema import failure_reasons, spec_schema
-from flip_core.spec import DatasetSpec, JoinSpec, TableSpec
+from flip_core.spec import WHITESPACE, DatasetSpec, JoinSpec, TableSpec
 from flip_core.sql import load_sql
 
 _SHOWN_PROBLEMS = 3
@@ -104,8 +114,9 @@ def ingest_dataset(
     """Ingest the files of `raw_dir` that `spec` matches into `<data_root>/lake/<spec.name>`.
 
     Raises `BadShareError` when the quarantined share of a table passes
-    `config.max_bad_share`, `IngestError` on unreadable input; in both cases the lake is left as
-    it was (the quarantine is kept).
+    `config.max_bad_share`, `EmptyTableError` when a table would have no row after the run (an
+    empty or missing file, every row quarantined), `IngestError` on unreadable input; in every
+    case the lake is left as it was (the quarantine is kept): a run commits all or nothing.
     """
     config = config or IngestConfig()
     date = ingest_date or config.ingest_date or datetime.now(UTC).date().isoformat()
@@ -126,7 +137,7 @@ def ingest_dataset(
             run.prefetch(sources)
             for table, path in sources:
                 run.ingest_source(table, path)
-            run.check_bad_share(raw_dir)
+            run.check_outcome(raw_dir)
             run.commit()
         finally:
             run.close()
@@ -150,12 +161,37 @@ def find_sources(raw_dir: Path, spec: DatasetSpec) -> list[tuple[TableSpec, Path
     found = [
         (table, path)
         for table in spec.ingest_order
-        for path in sorted({p for g in table.files for p in raw_dir.glob(g) if p.is_file()})
+        for path in sorted({p for g in table.files for p in raw_dir.glob(g)})
     ]
+    odd = [
+        f"{path.name} ({table.name}) {what}" for table, path in found if (what := _not_a_file(path))
+    ]
+    if odd:
+        raise IngestError(
+            f"{raw_dir}: {'; '.join(odd)}; a source must be a regular file (or a link to one); "
+            "nothing was added to the lake"
+        )
     if not found:
         globs = {t.name: t.files for t in spec.tables}
         raise IngestError(f"{raw_dir} holds no file of dataset {spec.name!r} (tables: {globs})")
     return found
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What `path` is when it is not a readable regular file (a link to one is fine), else None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"is a symbolic link loop ({path.name} -> {path.readlink()} -> ...)"
+        if path.is_symlink():
+            return f"is a broken symbolic link (to {path.readlink()}, which does not exist)"
+        return f"cannot be read ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a file"
+    return "is not a regular file (a device, pipe or socket)"
 
 
 def lake_columns(table: TableSpec) -> list[str]:
@@ -180,12 +216,14 @@ def check_lake_columns(root: Path, table: TableSpec) -> None:
 def fast_parser(table: TableSpec, max_line_bytes: int) -> FastParser | None:
     """The fast parser for the files of `table`, or None when its shape has none.
 
-    The shape: CSV without header or quoting, an ASCII delimiter, columns of type int32, int64
-    or string, and no null spelling made of digits (an integer field is never a null there).
+    The shape: CSV without header or quoting, an ASCII delimiter (not `whitespace`), columns of
+    type int32, int64 or string, and no null spelling made of digits (an integer field is never
+    a null there).
     """
     delimiter = table.delimiter
     if (
         table.format != "csv"
+        or delimiter == WHITESPACE
         or table.header
         or table.quote is not None
         or not delimiter.isascii()
@@ -234,7 +272,9 @@ class _Run:
         self.tables = {t.name: t for t in spec.tables}
         self.references = foreign.references(spec)
         self.referenced = {j.table for joins in self.references.values() for j in joins}
-        self.run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+        now = datetime.now(UTC)
+        self.run_id = f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+        self.bounds = TimeBounds.of(spec.timestamp, config, now)
         self.staging = root / f"{STAGING_PREFIX}{self.run_id}"
         (self.staging / "tmp").mkdir(parents=True)
         self._session = Background(
@@ -243,7 +283,11 @@ class _Run:
         )
         self.schemas: dict[str, pandera.DataFrameSchema] = {}
         self.staged_keys: dict[Path, pa.Table] = {}  # key columns of clean staged files
-        self.rejected: dict[str, foreign.Rejected] = {}  # quarantined keys of referenced tables
+        self.rejected: dict[str, foreign.Rejected] = {}
+        # (table, source sha256) -> line numbers this run quarantined
+        self.quarantined_lines: dict[
+            tuple[str, str], pa.ChunkedArray | pa.Array
+        ] = {}  # quarantined keys of referenced tables
         self.reports: list[SourceReport] = []
         self.entries: list[SourceEntry] = []
         self.staged: dict[str, list[Path]] = {t.name: [] for t in spec.tables}
@@ -293,6 +337,13 @@ class _Run:
                 f"{path.name}: already ingested (same content, sha256 {sha[:12]}), nothing added"
             )
             return
+        partial = self.manifest.partial_source(table.name, path.name)
+        if partial is not None:
+            report.completes = partial.sha256
+            report.messages.append(
+                f"{path.name}: completes the partial {path.name} of run {partial.run_id} "
+                f"({partial.rows:,} rows went in then); only the missing rows are added"
+            )
         if self._parser(table) is not None:
             typed = self._read_fast(table, path, report)
             if typed and self._write_clean(table, path, report, typed):
@@ -383,6 +434,10 @@ class _Run:
         """
         if _keys_repeat(rows, table.key_columns):
             return False
+        if table.name == self.spec.events and not self.bounds.all_within(
+            rows.column(self.bounds.column)
+        ):
+            return False
         # One block per column: pandas then views the Arrow buffers (no copy, no fresh pages).
         frame = rows.select(table.column_names).to_pandas(split_blocks=True)
         if failure_reasons(self._schema(table), frame):
@@ -411,7 +466,7 @@ class _Run:
             params = {"files": existing, "keys": table.key_columns, "columns": table.column_names}
             self.con.execute(load_sql("ingest/lake_match"), params)
         self._validate(table)
-        self._check_references(table)
+        self._check_references(table, report)
         unit = "row" if table.format == "parquet" else "line"
         self._collect(path, report, unit)
         if table.name in self.referenced and report.quarantined:
@@ -423,11 +478,19 @@ class _Run:
 
     def _validate(self, table: TableSpec) -> None:
         frame = self.con.execute(load_sql("ingest/candidates")).df().set_index("line_number")
-        if not frame.empty:
-            self._reject(failure_reasons(self._schema(table), frame))
+        if frame.empty:
+            return
+        reasons = failure_reasons(self._schema(table), frame)
+        if table.name == self.spec.events:
+            column = frame[self.bounds.column]
+            late = self.bounds.reasons(frame.index.to_numpy(), column)
+            for line, reason in late.items():  # a row the spec's rules refused says that
+                reasons.setdefault(line, reason)
+        self._reject(reasons)
 
-    def _check_references(self, table: TableSpec) -> None:
-        """Quarantine staged rows whose join key the joined table lacks (see the module doc)."""
+    def _check_references(self, table: TableSpec, report: SourceReport) -> None:
+        """Quarantine staged rows whose join key the joined table lacks (see the module doc);
+        count their causes into `report.root_causes`."""
         found: dict[int, list[str]] = {}
         for join in self.references.get(table.name, []):
             params = {"keys": join.key}
@@ -436,10 +499,19 @@ class _Run:
             missing = foreign.unknown(rows, join.key, known)
             order = self.tables[join.table].key_columns
             rejected = self.rejected.get(join.table, {})
-            why = foreign.reasons(missing, join, order, known.num_rows, rejected)
+            empty = None
+            if not known.num_rows:
+                empty = f"{self._empty_reason(join.table)}, so {join.table} has no row"
+            why = foreign.reasons(missing, join, order, empty, rejected)
             for line, reason in zip(missing.column("line_number").to_pylist(), why, strict=True):
                 found.setdefault(int(line), []).append(reason)
+                report.root_causes[reason] = report.root_causes.get(reason, 0) + 1
         self._reject({line: "; ".join(parts) for line, parts in found.items()})
+
+    def _empty_reason(self, table: str) -> str:
+        """Why the joined `table` has no row (see `foreign.empty_reason`)."""
+        sources = [(r.path.name, r.rows_seen) for r in self.reports if r.table == table]
+        return foreign.empty_reason(table, self.tables[table].files, sources)
 
     def _reject(self, reasons: dict[int, str]) -> None:
         """Quarantine staged rows: line number -> reason."""
@@ -467,6 +539,8 @@ class _Run:
                 f"{name}: {report.already_in_lake} row(s) already in the lake, not added again"
             )
         if report.quarantined:
+            reasons = self.con.execute(load_sql("ingest/staged_reasons")).fetchall()
+            report.reasons = {str(r): int(n) for r, n in reasons}
             shown = self.con.execute(
                 load_sql("ingest/first_problems"), {"limit": _SHOWN_PROBLEMS}
             ).fetchall()
@@ -488,12 +562,38 @@ class _Run:
             self.staged[table.name].append(target)
             files.append(f"{table.name}/{part}")
         if report.quarantined:
+            self._quarantine(table, path, report, part)
+        self._record(table.name, path, report, files)
+
+    def _quarantine(self, table: TableSpec, path: Path, report: SourceReport, part: str) -> None:
+        """Write the staged file's quarantined rows that no earlier run recorded (same sha256,
+        same line): rerunning a failing input leaves the quarantine as it is."""
+        lines = self.con.sql(load_sql("ingest/quarantined_lines")).to_arrow_table()
+        self.quarantined_lines[(table.name, report.sha256)] = lines.column("line_number")
+        recorded = recorded_lines(self.quarantine_root, table.name, report.sha256)
+        self.con.register("recorded", recorded)
+        try:
+            new = int(self.con.execute(load_sql("ingest/quarantine_new")).fetchall()[0][0])
+            report.quarantine_recorded = report.quarantined - new
+            if report.quarantine_recorded:
+                report.messages.append(
+                    f"{path.name}: {report.quarantine_recorded} quarantined line(s) were "
+                    "recorded by an earlier run of the same file; not recorded again"
+                )
+            if not new:
+                return
             target = self.staging / "quarantine" / table.name / part
             target.parent.mkdir(parents=True, exist_ok=True)
-            params = {"path": str(target), "source": path.name, "table": table.name}
-            self.con.execute(load_sql("ingest/quarantine"), params)
+            params = {
+                "path": str(target),
+                "source": path.name,
+                "sha": report.sha256,
+                "table": table.name,
+            }
+            self.con.execute(load_sql("ingest/quarantine"), params).fetchall()
             self.quarantine_files.append(target)
-        self._record(table.name, path, report, files)
+        finally:
+            self.con.unregister("recorded")
 
     # -- shared --------------------------------------------------------------------------------
 
@@ -542,13 +642,22 @@ class _Run:
                 ingest_date=self.date,
                 run_id=self.run_id,
                 files=files,
+                partial=report.truncated,
+                completes=report.completes,
             )
         )
 
-    def check_bad_share(self, raw_dir: Path) -> None:
-        """Raise `BadShareError` (after keeping the quarantine) if a table has too many bad rows."""
+    def check_outcome(self, raw_dir: Path) -> None:
+        """Raise `BadShareError` (after keeping the quarantine) if a table has too many bad rows,
+        `EmptyTableError` if a table would have no row after this run (the lake would fail
+        validation): a run commits every table or none."""
         limit = self.config.max_bad_share
         failures: list[str] = []
+        empty: list[str] = []
+        for table in self.staged:
+            reports = [r for r in self.reports if r.table == table]
+            if not self.manifest.rows(table) and not sum(r.kept for r in reports):
+                empty.append(f"{table} would have no row: {self._empty_reason(table)}")
         for table in self.staged:
             done = [r for r in self.reports if r.table == table and r.status == "ingested"]
             seen = sum(r.rows_seen for r in done)
@@ -558,16 +667,19 @@ class _Run:
                     f"{table}: {bad:,} of {seen:,} rows quarantined ({bad / seen:.2%}) "
                     f"> limit {limit:.2%}"
                 )
-        if not failures:
+        if not failures and not empty:
             return
         self._move_quarantine()
         problems = [p for r in self.reports for p in r.problems][:_SHOWN_PROBLEMS]
-        raise BadShareError(
-            f"ingest of {raw_dir} failed: {'; '.join(failures)}. First problems: "
-            f"{' | '.join(problems)}. Quarantine: {self.quarantine_root}. "
-            "Nothing was added to the lake.",
+        shown = f" First problems: {' | '.join(problems)}." if problems else ""
+        error = BadShareError if failures else EmptyTableError
+        raise error(
+            f"ingest of {raw_dir} failed: {'; '.join(failures + empty)}.{shown} "
+            f"Quarantine: {self.quarantine_root}. Nothing was added to the lake (a run commits "
+            "every table or none).",
             run_id=self.run_id,
             sources=self.reports,
+            table_rows={t: self.manifest.rows(t) for t in self.tables},
         )
 
     def commit(self) -> None:
@@ -582,6 +694,25 @@ class _Run:
         if self.entries:
             self.manifest.sources.extend(self.entries)
             save_manifest(self.root, self.manifest)
+        self._prune_quarantine()
+
+    def _prune_quarantine(self) -> None:
+        """Drop the quarantine rows an earlier (failed) run recorded for a source this run
+        committed, where this run did not quarantine that line: they went in (or were dropped
+        as duplicates) this time, so the quarantine holds only what is out of the lake."""
+        for report in self.reports:
+            if report.status != "ingested":
+                continue
+            keep = self.quarantined_lines.get(
+                (report.table, report.sha256), pa.array([], pa.int64())
+            )
+            gone = prune_quarantine(self.quarantine_root, report.table, report.sha256, keep)
+            if gone:
+                report.quarantine_pruned = gone
+                report.messages.append(
+                    f"{report.path.name}: {gone} row(s) an earlier failed run quarantined went in "
+                    "this time; removed from the quarantine"
+                )
 
     def _move_quarantine(self) -> None:
         for staged in self.quarantine_files:

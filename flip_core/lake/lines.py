@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - isal is a dependency; zlib is the fall
     _INFLATE_ERRORS = (zlib.error,)
 
 PREVIEW_CHARS = 200
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark
 _C1_CONTROL = re.compile("[\x80-\x9f]")
 _ROWS_PER_BATCH = 1 << 17
 _READ_BYTES = 16 << 20  # compressed bytes read at a time
@@ -61,6 +62,7 @@ class LineStats:
     crlf_lines: int = 0
     truncated: bool = False
     empty: bool = True
+    bom: bool = False  # the file began with a UTF-8 byte-order mark (stripped)
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,13 @@ def _chunks(
     _check_encoding(path, encoding)
     carry = b""
     dropped = 0  # bytes of an over-long unfinished line not kept in memory
+    first = True
     for block in _blocks(path, chunk_bytes, stats):
+        if first and block.startswith(BOM):  # not data: line 1 starts after it
+            block, stats.bom = block[len(BOM) :], True
+        first = False
+        if not block:
+            continue
         stats.empty = False
         data = carry + block
         cut = data.rfind(b"\n") + 1

@@ -49,6 +49,14 @@ class SourceEntry(BaseModel):
     ingest_date: str
     run_id: str
     files: list[str] = Field(description="Lake files written, relative to the dataset folder.")
+    partial: bool = Field(
+        default=False,
+        description="The gzip stream was truncated: only its complete lines went in; a later "
+        "file of the same name is taken as its completion.",
+    )
+    completes: str | None = Field(
+        default=None, description="sha256 of the partial source (same name) this file completes."
+    )
 
 
 class LakeManifest(BaseModel):
@@ -60,6 +68,19 @@ class LakeManifest(BaseModel):
     def has_source(self, table: str, sha256: str) -> bool:
         """Whether a file with this content went into `table` already."""
         return any(s.table == table and s.sha256 == sha256 for s in self.sources)
+
+    def partial_source(self, table: str, name: str) -> SourceEntry | None:
+        """The partial (truncated) source of `table` called `name` no later file completed."""
+        completed = {s.completes for s in self.sources if s.completes}
+        for source in self.sources:
+            if (
+                source.table == table
+                and source.partial
+                and Path(source.path).name == name
+                and source.sha256 not in completed
+            ):
+                return source
+        return None
 
     def listed_files(self) -> set[str]:
         """Every lake file (relative path) the manifest accounts for."""

@@ -124,7 +124,8 @@ def _check_join(root: Path, holder: str, join: JoinSpec, report: LakeReport) -> 
     known = _read(table_files(root, join.table), join.key)
     missing = foreign.unknown(rows, join.key, known)
     shown = missing.slice(0, _SHOWN)
-    reasons = foreign.reasons(shown, join, join.key, known.num_rows, {})
+    empty = None if known.num_rows else f"{join.table} is empty"
+    reasons = foreign.reasons(shown, join, join.key, empty, {})
     sources, lines = (
         shown.column("source_file").to_pylist(),
         shown.column("line_number").to_pylist(),

@@ -1,5 +1,6 @@
 -- Field $index of every parsed row as INTEGER, in line order: NULL for a null marker ($nulls) or a
--- row that did not parse; `problem` names column $name when the text is not an integer.
+-- row that did not parse; `problem` names column $name when the text is not an integer, or one
+-- out of range for int32.
 WITH raw AS (
     SELECT
         line_number,
@@ -15,6 +16,7 @@ WITH raw AS (
 SELECT
     CASE WHEN ok THEN TRY_CAST(s AS INTEGER) END AS v,
     CASE WHEN s IS NOT NULL AND NOT ok THEN
-        $name || ': not an integer (''' || left(s, 40) || ''')' END AS problem
+        $name || CASE WHEN regexp_full_match(s, '[+-]?[0-9]+') THEN ': out of range for int32 ('''
+            ELSE ': not an integer (''' END || left(s, 40) || ''')' END AS problem
 FROM checked
 ORDER BY line_number;

@@ -11,7 +11,7 @@ WITH split AS (
             ELSE rtrim(line, chr(13) || chr(10)) END AS text
     FROM batch
 ), fields AS (
-    SELECT line_number, issue, text, coalesce(quoted, string_split(text, $delimiter)) AS f
+    SELECT line_number, issue, text, coalesce(quoted, split_fields(text, $delimiter)) AS f
     FROM split
 )
 SELECT
