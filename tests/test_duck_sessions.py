@@ -142,5 +142,5 @@ def test_an_ingest_leaves_nothing_in_the_shared_database(
         assert made == {"tables": (0,), "views": (0,), "types": (0,)}
         # Only this session's own ingest macros (TEMP): none left by the ingest's session.
         own = load_sql("ingest/macros").count("CREATE OR REPLACE TEMP MACRO")
-        assert own == 1
+        assert own >= 1
         assert macros.fetchone() == (own,)
