@@ -9,14 +9,14 @@ from torch import Tensor, nn
 
 from flip_core.config import IDModelConfig
 from flip_core.models.id.base import IDModel
-from flip_core.models.id.registry import register_id_model
 from flip_core.models.layers import MLP, SelfAttentionLayer
 
 
-@register_id_model("autoint")
 class AutoInt(IDModel):
     """Options: `attention_layers`, `num_heads`, `head_dim` (None: embedding_dim),
     `use_residual`, `use_mlp` (AutoInt+: add an MLP over the raw embeddings beside attention)."""
+
+    name: ClassVar[str] = "autoint"
 
     default_options: ClassVar[dict[str, Any]] = {
         "attention_layers": 3,

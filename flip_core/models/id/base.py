@@ -108,12 +108,25 @@ class IDModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: Path | str, map_location: str = "cpu") -> Self:
         """Load a model written by `save_pretrained` (the backbone is read from config.json)."""
-        from flip_core.models.id.registry import build_id_model
-
         meta = read_model_config(directory, "ID model")
         config = IDModelConfig.model_validate(meta["id_model"])
-        model = build_id_model(meta["backbone"], meta["vocab_sizes"], config)
+        backbone = _subclass_named(meta["backbone"])
+        model = backbone(
+            list(meta["vocab_sizes"]), config.model_copy(update={"backbone": backbone.name})
+        )
         if not isinstance(model, cls):
             raise TypeError(f"{directory} holds a {type(model).__name__}, not a {cls.__name__}")
         load_weights(model, directory, map_location)
         return model
+
+
+def _subclass_named(name: str) -> type[IDModel]:
+    """The `IDModel` subclass whose `name` is `name` (every backbone module is imported by the
+    package's `__init__`)."""
+    pending = list(IDModel.__subclasses__())
+    while pending:
+        sub = pending.pop()
+        if sub.name == name:
+            return sub
+        pending.extend(sub.__subclasses__())
+    raise ValueError(f"unknown ID model {name!r} in a saved model")

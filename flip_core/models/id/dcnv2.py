@@ -10,17 +10,17 @@ from torch import Tensor, nn
 from flip_core.config import IDModelConfig
 from flip_core.models.fused import WorkspacePool, can_fuse_parallel_dcn, parallel_dcn
 from flip_core.models.id.base import IDModel
-from flip_core.models.id.registry import register_id_model
 from flip_core.models.layers import MLP, CrossNetV2
 
 
-@register_id_model("dcnv2")
 class DCNv2(IDModel):
     """Options: `structure` ("stacked": cross then MLP; "parallel": cross beside MLP),
     `cross_layers`, `low_rank` (None for full-rank cross matrices), `batch_norm`.
 
     Training the parallel structure on CPU takes the fused path of `flip_core.models.fused`
     (same arithmetic, one autograd node); everything else runs the modules below."""
+
+    name: ClassVar[str] = "dcnv2"
 
     default_options: ClassVar[dict[str, Any]] = {
         "structure": "parallel",

@@ -9,16 +9,16 @@ from torch import Tensor, nn
 
 from flip_core.config import IDModelConfig
 from flip_core.models.id.base import IDModel
-from flip_core.models.id.registry import register_id_model
 from flip_core.models.layers import MLP, LinearTerms, fm_interaction
 
 
-@register_id_model("deepfm")
 class DeepFM(IDModel):
     """Logit = linear + sum(FM vector) + MLP head. Row representation: [MLP hidden, FM vector].
 
     Options: `batch_norm`.
     """
+
+    name: ClassVar[str] = "deepfm"
 
     default_options: ClassVar[dict[str, Any]] = {"batch_norm": False}
 

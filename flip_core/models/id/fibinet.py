@@ -9,14 +9,14 @@ from torch import Tensor, nn
 
 from flip_core.config import IDModelConfig
 from flip_core.models.id.base import IDModel
-from flip_core.models.id.registry import register_id_model
 from flip_core.models.layers import MLP, BilinearInteraction, LinearTerms, SqueezeExcitation
 
 
-@register_id_model("fibinet")
 class FiBiNET(IDModel):
     """Logit = linear + head(MLP([bilinear(E), bilinear(SENET(E))])). Options: `reduction`
     (SENET squeeze ratio)."""
+
+    name: ClassVar[str] = "fibinet"
 
     default_options: ClassVar[dict[str, Any]] = {"reduction": 3}
 

@@ -1,55 +1,38 @@
-"""Name -> backbone class registry and the `build_id_model` factory."""
+"""The built-in ID backbones by name and the `build_id_model` factory.
+
+A backbone is an `IDModel` subclass with a class attribute `name`; adding one means adding its
+class to `BACKBONES`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 from flip_core.config import IDModelConfig
+from flip_core.models.id.autoint import AutoInt
 from flip_core.models.id.base import IDModel
+from flip_core.models.id.dcnv2 import DCNv2
+from flip_core.models.id.deepfm import DeepFM
+from flip_core.models.id.fibinet import FiBiNET
+from flip_core.models.id.wide_deep import WideDeep
+from flip_core.models.id.xdeepfm import XDeepFM
 
-_REGISTRY: dict[str, type[IDModel]] = {}
-_M = TypeVar("_M", bound=type[IDModel])
-
-
-def register_id_model(name: str) -> Callable[[_M], _M]:
-    """Class decorator: make a backbone buildable by `name`."""
-
-    def decorate(cls: _M) -> _M:
-        if name in _REGISTRY:
-            raise ValueError(f"ID model '{name}' is already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
+BACKBONES: dict[str, type[IDModel]] = {
+    cls.name: cls for cls in (AutoInt, DCNv2, DeepFM, FiBiNET, WideDeep, XDeepFM)
+}
 
 
 def known_id_models() -> list[str]:
-    """Registered backbone names, sorted."""
-    _load_builtin()
-    return sorted(_REGISTRY)
+    """Backbone names, sorted."""
+    return sorted(BACKBONES)
 
 
 def build_id_model(
     name: str, vocab_sizes: Sequence[int], config: IDModelConfig | None = None
 ) -> IDModel:
     """Build backbone `name` over fields with `vocab_sizes` (reserved ids included)."""
-    _load_builtin()
     key = name.lower()
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown ID model '{name}'; known: {', '.join(sorted(_REGISTRY))}")
+    if key not in BACKBONES:
+        raise ValueError(f"unknown ID model '{name}'; known: {', '.join(known_id_models())}")
     cfg = (config or IDModelConfig()).model_copy(update={"backbone": key})
-    return _REGISTRY[key](list(vocab_sizes), cfg)
-
-
-def _load_builtin() -> None:
-    # Importing the modules runs their @register_id_model decorators.
-    from flip_core.models.id import (  # noqa: F401
-        autoint,
-        dcnv2,
-        deepfm,
-        fibinet,
-        wide_deep,
-        xdeepfm,
-    )
+    return BACKBONES[key](list(vocab_sizes), cfg)

@@ -8,13 +8,13 @@ from torch import Tensor, nn
 
 from flip_core.config import IDModelConfig
 from flip_core.models.id.base import IDModel
-from flip_core.models.id.registry import register_id_model
 from flip_core.models.layers import MLP, LinearTerms
 
 
-@register_id_model("wide_deep")
 class WideDeep(IDModel):
     """Logit = wide(ids) + head(MLP(embeddings)). Options: `batch_norm`."""
+
+    name: ClassVar[str] = "wide_deep"
 
     default_options: ClassVar[dict[str, Any]] = {"batch_norm": False}
 

@@ -9,14 +9,14 @@ from torch import Tensor, nn
 
 from flip_core.config import IDModelConfig
 from flip_core.models.id.base import IDModel
-from flip_core.models.id.registry import register_id_model
 from flip_core.models.layers import MLP, CompressedInteraction, LinearTerms
 
 
-@register_id_model("xdeepfm")
 class XDeepFM(IDModel):
     """Logit = linear + head([CIN pooled, MLP hidden]). Options: `cin_layers` (feature maps per
     CIN layer)."""
+
+    name: ClassVar[str] = "xdeepfm"
 
     default_options: ClassVar[dict[str, Any]] = {"cin_layers": [64, 64]}
 
