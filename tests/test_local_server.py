@@ -84,7 +84,7 @@ def test_killed_flip_run_takes_its_prefect_server_down(tmp_path: Path):
 
 FLOW_WITH_LOGS = """
 from prefect import flow, get_run_logger
-from flows.local_server import local_prefect_server
+from flows.cli.local_server import local_prefect_server
 
 @flow
 def chatty() -> int:

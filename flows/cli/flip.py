@@ -12,7 +12,7 @@ from rich.console import Console
 from flip_core.config import VARIANTS
 from flip_core.data.loaders import check_feature_folder
 from flip_core.models.saving import CONFIG_FILE
-from flows.console import fail, resolve_config
+from flows.cli.console import fail, resolve_config
 
 if TYPE_CHECKING:
     from flip_core.flip_stages import StageResult

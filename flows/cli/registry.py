@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from flip_core.config import ConfigError, load_config
-from flows.console import fail
+from flows.cli.console import fail
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import RegisteredModel

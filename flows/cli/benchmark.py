@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from flows.console import fail, resolve_config
+from flows.cli.console import fail, resolve_config
 
 
 def _split(text: str, what: str) -> list[str]:

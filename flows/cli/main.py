@@ -10,16 +10,16 @@ from rich.console import Console
 
 from flip_core.data.synth import write_synthetic_movielens
 from flip_core.data.synth_apps import write_synthetic_apps
-from flows.benchmark_cli import benchmark_command
-from flows.console import fail, resolve_config
-from flows.features_cli import features_command
-from flows.flip_cli import finetune_command, pretrain_command
-from flows.ingest_cli import download_command, ingest_command
-from flows.registry_cli import ls_command as registry_ls_command
-from flows.registry_cli import set_champion_command
-from flows.replay_cli import replay_command
-from flows.score_cli import score_command
-from flows.train_cli import train_command
+from flows.cli.benchmark import benchmark_command
+from flows.cli.console import fail, resolve_config
+from flows.cli.features import features_command
+from flows.cli.flip import finetune_command, pretrain_command
+from flows.cli.ingest import download_command, ingest_command
+from flows.cli.registry import ls_command as registry_ls_command
+from flows.cli.registry import set_champion_command
+from flows.cli.replay import replay_command
+from flows.cli.score import score_command
+from flows.cli.train import train_command
 
 app = typer.Typer(
     help="FLIP CTR pipeline: ingest, features, pretrain, finetune, register.", no_args_is_help=True
@@ -117,7 +117,7 @@ def run_nightly(
 ) -> None:
     """Run the nightly retraining flow once, locally (a temporary Prefect server that dies with
     this command, unless PREFECT_API_URL points at one)."""
-    from flows.local_server import local_prefect_server
+    from flows.cli.local_server import local_prefect_server
     from flows.nightly_retrain import nightly_retrain
 
     checked = resolve_config(  # fail fast, before Prefect starts
@@ -162,7 +162,3 @@ def run_nightly(
             markup=False,
             highlight=False,
         )
-
-
-if __name__ == "__main__":
-    app()

@@ -11,7 +11,7 @@ import typer
 from flip_core.data.build import dataset_spec
 from flip_core.data.replay import ReplayError, replay
 from flip_core.spec import DatasetSpec, SpecError
-from flows.console import fail, resolve_config
+from flows.cli.console import fail, resolve_config
 
 
 def _parse_day(text: str | None) -> date | None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from flows.console import fail, resolve_config
+from flows.cli.console import fail, resolve_config
 
 console = Console(soft_wrap=True)
 

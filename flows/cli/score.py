@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from flip_core.scoring import ScoringError
-from flows.console import fail, resolve_config
+from flows.cli.console import fail, resolve_config
 
 console = Console()
 
