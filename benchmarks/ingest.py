@@ -53,8 +53,8 @@ from flip_core.lake import ingest_dataset
 from flip_core.lake.duck import close_shared_database, open_session
 from flip_core.lake.ingest import fast_parser, find_sources
 from flip_core.lake.lines import LineStats, TypedBatch, iter_batches
-from flip_core.lake.manifest import lake_dir
 from flip_core.lake.spec_schema import failure_reasons, spec_schema
+from flip_core.layout import DataLayout
 from flip_core.spec import DatasetSpec, TableSpec, load_dataset_spec
 from flip_core.sql import load_sql
 
@@ -297,7 +297,7 @@ def main() -> None:
             f"{base_seconds / new_seconds:.1f}x pandas"
         )
         if args.components:
-            lake = lake_dir(work / "a0" / "ours", load_dataset_spec(SPEC).name)
+            lake = DataLayout(work / "a0" / "ours").lake(load_dataset_spec(SPEC).name)
             costs = components(raw, lake, args.threads, args.repeats)
             for name, (wall, cpu_s) in costs.items():
                 print(f"  {name:32s} wall {wall * 1e3:6.1f} ms  cpu {cpu_s * 1e3:6.1f} ms")

@@ -40,10 +40,10 @@ from pydantic import BaseModel
 
 from flip_core.config import FlipConfig
 from flip_core.hashing import file_sha256, tree_sha256
+from flip_core.layout import DataLayout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CODE_PATHS: tuple[str, ...] = ("flip_core", "tasks", "sql")
-SALT_FILE = ".flip-cache-salt"
 _CODE_SUFFIXES = frozenset({".py", ".sql", ".yaml", ".yml", ".json"})
 
 
@@ -72,7 +72,7 @@ def code_version(paths: tuple[str, ...] = DEFAULT_CODE_PATHS) -> str:
 def cache_salt(data_root: Path) -> str:
     """A random token stored in the data root; a wiped data root gets a new one."""
     data_root.mkdir(parents=True, exist_ok=True)
-    path = data_root / SALT_FILE
+    path = DataLayout(data_root).cache_salt
     try:
         with path.open("x", encoding="utf-8") as handle:
             handle.write(uuid.uuid4().hex)
@@ -193,4 +193,4 @@ def work_dir(config: FlipConfig, step: str, *inputs: Any, sections: Sequence[str
     named = {f"arg{i}": value for i, value in enumerate(inputs)}
     named["config"] = config
     key = cache_key(step, named, sections)
-    return config.paths.data_root / "work" / step / key[:16]
+    return DataLayout(config.paths.data_root).work(step, key)

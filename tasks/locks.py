@@ -30,6 +30,7 @@ from filelock import Timeout as FileLockTimeout
 
 from flip_core.config import FlipConfig
 from flip_core.data.build import dataset_spec
+from flip_core.layout import DataLayout
 
 DEFAULT_TIMEOUT_S = 6 * 3600.0
 GLOBAL_LOCKS_ENV = "FLIP_GLOBAL_LOCKS"
@@ -80,7 +81,7 @@ def exclusive(name: str, lock_file: Path, timeout_s: float = DEFAULT_TIMEOUT_S) 
 
 def lake_lock_file(config: FlipConfig) -> Path:
     """The lock file guarding `<data_root>/lake/<dataset>`."""
-    return config.paths.data_root / ".locks" / f"lake-{dataset_spec(config).name}.lock"
+    return DataLayout(config.paths.data_root).lock(f"lake-{dataset_spec(config).name}")
 
 
 def registry_lock_file(config: FlipConfig) -> Path:
@@ -94,7 +95,7 @@ def registry_lock_file(config: FlipConfig) -> Path:
         db = Path(uri.removeprefix("sqlite:///"))
         return db.with_name(db.name + ".lock")
     digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    return config.paths.data_root / ".locks" / f"registry-{digest}.lock"
+    return DataLayout(config.paths.data_root).lock(f"registry-{digest}")
 
 
 @contextmanager

@@ -11,8 +11,9 @@ import duckdb
 import pytest
 
 from flip_core.config import DuckDBConfig, IngestConfig
-from flip_core.lake import ingest_dataset, lake_dir
+from flip_core.lake import ingest_dataset
 from flip_core.lake.duck import SHARED, close_shared_database, open_session
+from flip_core.layout import DataLayout
 from flip_core.sql import load_sql
 from tests.features_support import ml1m_spec
 
@@ -117,7 +118,7 @@ def test_two_ingests_at_once_in_one_process_both_fill_their_lakes(
     }
     assert left == right == lines
     for name in ("left", "right"):
-        files = sorted((lake_dir(tmp_path / name, "ml-1m") / "ratings").rglob("*.parquet"))
+        files = sorted((DataLayout(tmp_path / name).lake("ml-1m") / "ratings").rglob("*.parquet"))
         with duckdb.connect() as con:
             names = con.execute(
                 "SELECT DISTINCT source_file FROM read_parquet($files)",

@@ -17,12 +17,11 @@ from flip_core.lake import (
     IngestError,
     LakeValidationError,
     ingest_dataset,
-    lake_dir,
-    lake_table_glob,
     load_manifest,
     read_quarantine,
     validate_spec_lake,
 )
+from flip_core.layout import DataLayout
 from flows.cli import app
 from tests.conftest import SHARED_DATA
 from tests.features_support import ml1m_spec
@@ -71,7 +70,7 @@ def _lake_rows(data_root: Path, table: str) -> int:
     with duckdb.connect() as con:
         row = con.execute(
             "SELECT count(*) FROM read_parquet(?, hive_partitioning = true)",
-            [lake_table_glob(data_root, DATASET, table)],
+            [DataLayout(data_root).lake_table_glob(DATASET, table)],
         ).fetchone()
     assert row is not None
     return int(row[0])
@@ -104,12 +103,12 @@ def test_ml1m_counts_and_second_ingest_adds_nothing(synthetic_raw: Path, tmp_pat
 def test_lake_layout_and_types_follow_the_contract(synthetic_raw: Path, tmp_path: Path) -> None:
     data_root = tmp_path / "data"
     result = ingest_dataset(synthetic_raw, data_root, SPEC, ingest_date="2026-01-02")
-    root = lake_dir(data_root, DATASET)
+    root = DataLayout(data_root).lake(DATASET)
     for table, columns in CONTRACT.items():
         with duckdb.connect() as con:
             described = con.execute(
                 "DESCRIBE SELECT * FROM read_parquet(?, hive_partitioning = true)",
-                [lake_table_glob(data_root, DATASET, table)],
+                [DataLayout(data_root).lake_table_glob(DATASET, table)],
             ).fetchall()
         assert [(c[0], c[1]) for c in described] == columns
         assert [p.name for p in (root / table).iterdir()] == ["ingest_date=2026-01-02"]
@@ -121,7 +120,7 @@ def test_lake_layout_and_types_follow_the_contract(synthetic_raw: Path, tmp_path
     with duckdb.connect() as con:
         first = con.execute(
             "SELECT source_file, line_number FROM read_parquet(?) ORDER BY line_number LIMIT 1",
-            [lake_table_glob(data_root, DATASET, "ratings")],
+            [DataLayout(data_root).lake_table_glob(DATASET, "ratings")],
         ).fetchone()
     assert first == ("ratings.dat", 1)
 
@@ -147,7 +146,7 @@ def test_new_day_file_adds_a_partition_and_overlap_is_not_duplicated(
         result.messages
     )
     assert _lake_rows(data_root, "ratings") == before + 10
-    parts = sorted(p.name for p in (lake_dir(data_root, DATASET) / "ratings").iterdir())
+    parts = sorted(p.name for p in (DataLayout(data_root).lake(DATASET) / "ratings").iterdir())
     assert parts == ["ingest_date=2026-01-01", "ingest_date=2026-01-02"]
 
 
@@ -182,7 +181,7 @@ def test_crashed_run_leaves_no_partition_and_orphans_are_removed(
     synthetic_raw: Path, tmp_path: Path
 ) -> None:
     data_root = tmp_path / "data"
-    root = lake_dir(data_root, DATASET)
+    root = DataLayout(data_root).lake(DATASET)
     ingest_dataset(synthetic_raw, data_root, SPEC, ingest_date="2026-01-01")
     # A run that died after renaming one file but before writing the manifest.
     orphan = root / "ratings" / "ingest_date=2026-01-02" / "part-crashed-000.parquet"
@@ -204,7 +203,7 @@ def test_validate_lake_reports_rows_that_break_the_models(
 ) -> None:
     data_root = tmp_path / "data"
     ingest_dataset(synthetic_raw, data_root, SPEC)
-    part = next((lake_dir(data_root, DATASET) / "ratings").glob("*/*.parquet"))
+    part = next((DataLayout(data_root).lake(DATASET) / "ratings").glob("*/*.parquet"))
     with duckdb.connect() as con:
         con.execute(
             "COPY (SELECT * REPLACE (CASE WHEN line_number = 3 THEN 7 ELSE rating END AS rating) "
@@ -275,12 +274,12 @@ def test_ingest_flow_reports_the_lake_and_reruns_add_nothing(
     assert result["lake_rows"] == expected
     assert result["lake_added"] == expected
     assert result["quarantined"] == 0
-    assert result["lake_dir"] == str(lake_dir(data_root, DATASET))
+    assert result["lake_dir"] == str(DataLayout(data_root).lake(DATASET))
     again = ingest_flow(data_root=data_root, raw_dir=synthetic_raw)
     assert again["lake_rows"] == expected
     assert again["lake_added"] == {t: 0 for t in expected}
     assert again["lake_hash"] == result["lake_hash"]
-    manifest = load_manifest(lake_dir(data_root, DATASET), DATASET)
+    manifest = load_manifest(DataLayout(data_root).lake(DATASET), DATASET)
     assert manifest.rows("ratings") == expected["ratings"]
 
 
@@ -288,7 +287,7 @@ def test_a_second_ingest_of_the_same_lake_at_once_fails_clearly(
     synthetic_raw: Path, tmp_path: Path
 ) -> None:
     data_root = tmp_path / "data"
-    root = lake_dir(data_root, DATASET)
+    root = DataLayout(data_root).lake(DATASET)
     root.mkdir(parents=True)
     with (root / ".ingest.lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running ingest holds it
@@ -302,7 +301,7 @@ def test_validate_lake_finds_ratings_of_a_user_the_lake_lost(
 ) -> None:
     data_root = tmp_path / "data"
     ingest_dataset(synthetic_raw, data_root, SPEC)
-    (part,) = (lake_dir(data_root, DATASET) / "users").glob("*/*.parquet")
+    (part,) = (DataLayout(data_root).lake(DATASET) / "users").glob("*/*.parquet")
     with duckdb.connect() as con:
         con.execute(
             "COPY (SELECT * FROM read_parquet(?, hive_partitioning = false) WHERE user_id <> 1) "
@@ -311,7 +310,7 @@ def test_validate_lake_finds_ratings_of_a_user_the_lake_lost(
         )
         lines = con.execute(
             "SELECT line_number FROM read_parquet(?) WHERE user_id = 1 ORDER BY line_number",
-            [lake_table_glob(data_root, DATASET, "ratings")],
+            [DataLayout(data_root).lake_table_glob(DATASET, "ratings")],
         ).fetchall()
     Path(f"{part}.new").replace(part)
     problems = validate_spec_lake(data_root, SPEC, strict=False).problems

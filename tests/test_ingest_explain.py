@@ -20,11 +20,10 @@ from flip_core.lake import (
     IngestError,
     IngestResult,
     ingest_dataset,
-    lake_dir,
-    lake_table_glob,
     load_manifest,
     read_quarantine,
 )
+from flip_core.layout import DataLayout
 from flip_core.spec import DatasetSpec
 
 LENIENT = IngestConfig(max_bad_share=1.0)
@@ -112,7 +111,7 @@ def _quarantine(tmp_path: Path) -> list[tuple[str, int, str]]:
 
 
 def _lake(tmp_path: Path, table: str = "taps") -> list[tuple[Any, ...]]:
-    glob = lake_table_glob(tmp_path / "data", SPEC.name, table)
+    glob = DataLayout(tmp_path / "data").lake_table_glob(SPEC.name, table)
     if not list((tmp_path / "data" / "lake" / SPEC.name / table).rglob("*.parquet")):
         return []
     with duckdb.connect() as con:
@@ -338,7 +337,7 @@ def test_an_empty_events_file_fails_the_run_and_commits_no_table(tmp_path: Path)
     assert "Nothing was added to the lake (a run commits every table or none)" in str(err.value)
     assert "  accounts: 4 valid rows not added, 0 quarantined, 0 in the lake" in err.value.summary()
     assert _lake(tmp_path, "accounts") == []
-    assert load_manifest(lake_dir(tmp_path / "data", SPEC.name), SPEC.name).sources == []
+    assert load_manifest(DataLayout(tmp_path / "data").lake(SPEC.name), SPEC.name).sources == []
 
 
 def test_an_empty_events_file_on_a_filled_lake_is_a_clean_no_op(tmp_path: Path) -> None:
@@ -373,7 +372,7 @@ def test_a_truncated_gzip_is_tagged_partial_and_completed_by_the_full_file(tmp_p
     assert _quarantine(tmp_path) == [
         ("taps.txt.gz", 8, "incomplete last line: the gzip stream is truncated")
     ]
-    root = lake_dir(tmp_path / "data", SPEC.name)
+    root = DataLayout(tmp_path / "data").lake(SPEC.name)
     entry = load_manifest(root, SPEC.name).sources[-1]
     assert (entry.partial, entry.rows, entry.completes) == (True, 7, None)
     assert (

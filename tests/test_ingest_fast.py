@@ -23,12 +23,12 @@ from flip_core.lake import (
     IngestResult,
     RejectedRunError,
     ingest_dataset,
-    lake_table_glob,
     read_quarantine,
 )
 from flip_core.lake import ingest as ingest_module
 from flip_core.lake.keys import keys_repeat
 from flip_core.lake.lines import int_delimiter, parse_int_lines
+from flip_core.layout import DataLayout
 from flip_core.spec import DatasetSpec, TableSpec
 from tests.features_support import ml1m_spec
 
@@ -177,7 +177,7 @@ def _lake(data_root: Path) -> list[tuple]:
         return con.execute(
             "SELECT user_id, movie_id, rating, timestamp, source_file, line_number "
             "FROM read_parquet(?) ORDER BY line_number",
-            [lake_table_glob(data_root, DATASET, "ratings")],
+            [DataLayout(data_root).lake_table_glob(DATASET, "ratings")],
         ).fetchall()
 
 

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flip_core.config import IngestConfig
-from flip_core.lake import ingest_dataset, lake_table_glob, read_quarantine
+from flip_core.lake import ingest_dataset, read_quarantine
 from flip_core.lake.lines import parse_text_lines
+from flip_core.layout import DataLayout
 from tests.features_support import ml1m_spec
 
 USERS = {
@@ -134,7 +135,7 @@ def _table(data_root: Path, table: str, order: str) -> list[tuple[Any, ...]]:
     with duckdb.connect() as con:
         return con.execute(
             f"SELECT * FROM read_parquet(?) ORDER BY {order}",
-            [lake_table_glob(data_root, DATASET, table)],
+            [DataLayout(data_root).lake_table_glob(DATASET, table)],
         ).fetchall()
 
 

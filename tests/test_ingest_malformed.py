@@ -15,11 +15,10 @@ from flip_core.lake import (
     IngestError,
     IngestResult,
     ingest_dataset,
-    lake_dir,
-    lake_table_glob,
     load_manifest,
     read_quarantine,
 )
+from flip_core.layout import DataLayout
 from tests.features_support import ml1m_spec
 
 SPEC = ml1m_spec()
@@ -60,7 +59,7 @@ def _quarantine(tmp_path: Path) -> list[tuple[str, int, str]]:
 
 
 def _lake_ratings(tmp_path: Path) -> list[tuple]:
-    glob = lake_table_glob(tmp_path / "data", DATASET, "ratings")
+    glob = DataLayout(tmp_path / "data").lake_table_glob(DATASET, "ratings")
     with duckdb.connect() as con:
         return con.execute(
             "SELECT user_id, movie_id, rating, timestamp, source_file, line_number "
@@ -109,7 +108,7 @@ def test_wrong_delimiter_file_fails_and_leaves_lake_without_ratings(tmp_path: Pa
     )
     assert "Nothing was added to the lake" in message
     assert len(_quarantine(tmp_path)) == 20
-    root = lake_dir(tmp_path / "data", DATASET)
+    root = DataLayout(tmp_path / "data").lake(DATASET)
     assert not list(root.rglob("*.parquet"))
     assert load_manifest(root, DATASET).sources == []
 
@@ -192,7 +191,7 @@ def test_c1_control_bytes_in_latin1_title(tmp_path: Path) -> None:
     with duckdb.connect() as con:
         title = con.execute(
             "SELECT title FROM read_parquet(?) WHERE movie_id = 21",
-            [lake_table_glob(tmp_path / "data", DATASET, "movies")],
+            [DataLayout(tmp_path / "data").lake_table_glob(DATASET, "movies")],
         ).fetchone()
     assert title == ("Café Society (2016)",)
 
@@ -273,7 +272,7 @@ def test_corrupt_gzip_fails_clearly_and_adds_nothing(tmp_path: Path) -> None:
     corrupt = good[:20] + bytes(b ^ 0xFF for b in good[20:40]) + good[40:]
     with pytest.raises(IngestError, match=r"ratings.dat.gz: corrupt gzip data .*nothing was added"):
         _ingest(tmp_path, corrupt, name="ratings.dat.gz")
-    root = lake_dir(tmp_path / "data", DATASET)
+    root = DataLayout(tmp_path / "data").lake(DATASET)
     assert not list(root.rglob("*.parquet"))
     assert not [p for p in root.iterdir() if p.name.startswith(".staging")]
 
@@ -285,7 +284,7 @@ def test_empty_ratings_file(tmp_path: Path) -> None:
             EmptyTableError, match=r"ratings would have no row: ratings\.dat is empty"
         ):
             _ingest(tmp_path, b"")
-        assert not list(lake_dir(tmp_path / "data", DATASET).rglob("*.parquet"))
+        assert not list(DataLayout(tmp_path / "data").lake(DATASET).rglob("*.parquet"))
         assert _quarantine(tmp_path) == []
 
 
@@ -318,7 +317,7 @@ def test_bad_share_over_limit_fails_with_summary(tmp_path: Path) -> None:
     assert "(4.76%) > limit 1.00%" in str(err.value)
     assert "ratings.dat line 7: rating: in_range(1, 5) failed (got 9)" in str(err.value)
     assert _quarantine(tmp_path) == [("ratings.dat", 7, "rating: in_range(1, 5) failed (got 9)")]
-    assert not list(lake_dir(tmp_path / "data", DATASET).rglob("*.parquet"))
+    assert not list(DataLayout(tmp_path / "data").lake(DATASET).rglob("*.parquet"))
 
 
 def test_ratings_of_a_quarantined_user_name_the_root_cause(tmp_path: Path) -> None:
@@ -352,4 +351,4 @@ def test_ratings_without_any_user_say_users_is_empty(tmp_path: Path, users: byte
     assert f"users would have no row: {why}" in str(err.value)
     cause = f"{why}, so users has no row"
     assert _quarantine(tmp_path) == [("ratings.dat", n, cause) for n in range(1, 21)]
-    assert not list(lake_dir(tmp_path / "data", DATASET).rglob("*.parquet"))
+    assert not list(DataLayout(tmp_path / "data").lake(DATASET).rglob("*.parquet"))

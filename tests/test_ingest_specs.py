@@ -21,12 +21,11 @@ from flip_core.lake import (
     IngestError,
     LakeValidationError,
     ingest_dataset,
-    lake_dir,
-    lake_table_glob,
     load_manifest,
     read_quarantine,
     validate_spec_lake,
 )
+from flip_core.layout import DataLayout
 from flip_core.spec import SpecError, load_dataset_spec
 from tests.conftest import REPO_ROOT
 
@@ -78,7 +77,7 @@ def _lake(data_root: Path, dataset: str = "shop", table: str = "clicks") -> list
         return con.execute(
             "SELECT * EXCLUDE (source_file, ingest_date) "
             "FROM read_parquet(?, hive_partitioning = true) ORDER BY line_number",
-            [lake_table_glob(data_root, dataset, table)],
+            [DataLayout(data_root).lake_table_glob(dataset, table)],
         ).fetchall()
 
 
@@ -132,9 +131,9 @@ def test_csv_counts_quarantine_lines_and_reingest(tmp_path: Path) -> None:
     day2 = ingest_dataset(raw, data_root, spec, LENIENT, ingest_date="2024-01-02")
     new = [s for s in day2.sources if s.status == "ingested"]
     assert [(s.path.name, s.kept, s.already_in_lake) for s in new] == [("clicks-2.csv", 1, 1)]
-    parts = sorted(p.name for p in (lake_dir(data_root, "shop") / "clicks").iterdir())
+    parts = sorted(p.name for p in (DataLayout(data_root).lake("shop") / "clicks").iterdir())
     assert parts == ["ingest_date=2024-01-01", "ingest_date=2024-01-02"]
-    assert load_manifest(lake_dir(data_root, "shop"), "shop").rows("clicks") == 5
+    assert load_manifest(DataLayout(data_root).lake("shop"), "shop").rows("clicks") == 5
 
 
 @pytest.mark.parametrize(
@@ -233,7 +232,7 @@ def test_bad_share_leaves_no_partition_and_keeps_the_quarantine(tmp_path: Path) 
     spec = load_dataset_spec(_write_spec(tmp_path))
     with pytest.raises(BadShareError, match=r"1 of 5 rows quarantined \(20.00%\) > limit 1.00%"):
         ingest_dataset(raw, data_root, spec, IngestConfig())
-    root = lake_dir(data_root, "shop")
+    root = DataLayout(data_root).lake("shop")
     assert not list(root.rglob("*.parquet"))
     assert not (root / "_manifest.json").exists()
     assert _quarantine(data_root) == [("clicks-1.csv", 6, "user_id: not an integer ('x')")]
@@ -252,7 +251,7 @@ def test_validation_catches_a_duplicated_key_in_the_lake(tmp_path: Path) -> None
     spec = load_dataset_spec(_write_spec(tmp_path))
     data_root = tmp_path / "data"
     ingest_dataset(_raw(tmp_path, [HEADER, *GOOD]), data_root, spec, LENIENT)
-    [part] = (lake_dir(data_root, "shop") / "clicks").rglob("*.parquet")
+    [part] = (DataLayout(data_root).lake("shop") / "clicks").rglob("*.parquet")
     rows = pq.read_table(part)
     pq.write_table(pa.concat_tables([rows, rows.slice(0, 1)]), part)
     report = validate_spec_lake(data_root, spec, strict=False)

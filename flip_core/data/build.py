@@ -7,11 +7,11 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from flip_core.layout import DataLayout
 from flip_core.config import FlipConfig
 from flip_core.data.features import SplitsBuild, build_splits
 from flip_core.data.render import PromptsBuild, render_features
 from flip_core.data.tokenization import FieldTokenizer, load_tokenizer
-from flip_core.lake import lake_dir
 from flip_core.spec import SPLITS, DatasetSpec, load_dataset_spec, resolve_spec_path
 
 
@@ -22,12 +22,12 @@ def dataset_spec(config: FlipConfig) -> DatasetSpec:
 
 def default_lake_dir(config: FlipConfig) -> Path:
     """`<data_root>/lake/<dataset>`."""
-    return lake_dir(config.paths.data_root, dataset_spec(config).name)
+    return DataLayout(config.paths.data_root).lake(dataset_spec(config).name)
 
 
 def features_root(config: FlipConfig) -> Path:
     """`<data_root>/features/<dataset>`; builds live in `<protocol>/<key>/` below it."""
-    return config.paths.data_root / "features" / dataset_spec(config).name
+    return DataLayout(config.paths.data_root).features(dataset_spec(config).name)
 
 
 def build_splits_from_config(config: FlipConfig, lake: Path | None = None) -> SplitsBuild:

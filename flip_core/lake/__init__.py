@@ -1,13 +1,7 @@
 """The Parquet lake: raw files described by a dataset spec -> validated lake and quarantine."""
 
 from flip_core.lake.ingest import ingest_dataset
-from flip_core.lake.manifest import (
-    LakeManifest,
-    lake_dir,
-    lake_table_glob,
-    load_manifest,
-    quarantine_dir,
-)
+from flip_core.lake.manifest import LakeManifest, load_manifest
 from flip_core.lake.reports import (
     BadShareError,
     EmptyTableError,
@@ -29,10 +23,7 @@ __all__ = [
     "RejectedRunError",
     "SourceReport",
     "ingest_dataset",
-    "lake_dir",
-    "lake_table_glob",
     "load_manifest",
-    "quarantine_dir",
     "read_quarantine",
     "validate_spec_lake",
 ]

@@ -78,9 +78,7 @@ from flip_core.lake.manifest import (
     STAGING_PREFIX,
     LakeManifest,
     SourceEntry,
-    lake_dir,
     load_manifest,
-    quarantine_dir,
     remove_orphans,
     save_manifest,
     table_files,
@@ -97,6 +95,7 @@ from flip_core.lake.reports import (
     recorded_lines,
 )
 from flip_core.lake.spec_schema import failure_reasons, spec_schema
+from flip_core.layout import DataLayout
 from flip_core.spec import WHITESPACE, DatasetSpec, JoinSpec, TableSpec
 from flip_core.sql import load_sql
 
@@ -124,14 +123,14 @@ def ingest_dataset(
         datetime.strptime(date, "%Y-%m-%d")
     except ValueError:
         raise IngestError(f"ingest date {date!r} is not a YYYY-MM-DD date") from None
-    root = lake_dir(data_root, spec.name)
+    root = DataLayout(data_root).lake(spec.name)
     root.mkdir(parents=True, exist_ok=True)
     with _lake_lock(root):
         manifest = load_manifest(root, spec.name)
         removed = remove_orphans(root, manifest)
         for table in spec.tables:
             check_lake_columns(root, table)
-        run = _Run(root, quarantine_dir(data_root, spec.name), date, config, manifest, spec)
+        run = _Run(root, DataLayout(data_root).quarantine(spec.name), date, config, manifest, spec)
         try:
             sources = find_sources(raw_dir, spec)
             run.prefetch(sources)

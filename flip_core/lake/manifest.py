@@ -1,8 +1,6 @@
-"""Lake layout and the lake manifest (which sources went in, with their content hashes).
+"""The lake manifest (which sources went in, with their content hashes).
 
-Layout: `<data_root>/lake/<dataset>/<table>/ingest_date=YYYY-MM-DD/part-<run>.parquet` and
-`<data_root>/lake/<dataset>/_manifest.json`; quarantined rows under
-`<data_root>/quarantine/<dataset>/<table>/ingest_date=YYYY-MM-DD/part-<run>.parquet`.
+`<lake>/_manifest.json` beside the table folders (`flip_core.layout.DataLayout` names them).
 A Parquet file in the lake that no manifest entry lists is an orphan of a crashed run.
 """
 
@@ -16,24 +14,6 @@ from pydantic import BaseModel, Field
 
 MANIFEST_NAME = "_manifest.json"
 STAGING_PREFIX = ".staging-"
-
-
-def lake_dir(data_root: Path, dataset: str) -> Path:
-    """`<data_root>/lake/<dataset>`."""
-    return Path(data_root) / "lake" / dataset
-
-
-def quarantine_dir(data_root: Path, dataset: str) -> Path:
-    """`<data_root>/quarantine/<dataset>`."""
-    return Path(data_root) / "quarantine" / dataset
-
-
-def lake_table_glob(data_root: Path, dataset: str, table: str) -> str:
-    """Glob of every Parquet file of one lake table, for `read_parquet(?, hive_partitioning=true)`.
-
-    The hive column `ingest_date` (DuckDB reads it as DATE) comes from the partition folder names.
-    """
-    return str(lake_dir(data_root, dataset) / table / "ingest_date=*" / "*.parquet")
 
 
 class SourceEntry(BaseModel):

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from flip_core.config import DuckDBConfig
 from flip_core.lake.duck import open_session
 from flip_core.lake.lines import LineStats
-from flip_core.lake.manifest import quarantine_dir
+from flip_core.layout import DataLayout
 from flip_core.sql import load_sql
 
 
@@ -234,7 +234,7 @@ def read_quarantine(
 
     One row per (source sha256, line): a rerun of the same input records nothing again.
     """
-    files = sorted(quarantine_dir(data_root, dataset).glob("*/ingest_date=*/*.parquet"))
+    files = sorted(DataLayout(data_root).quarantine(dataset).glob("*/ingest_date=*/*.parquet"))
     if not files:
         return pd.DataFrame(
             columns=[

@@ -12,8 +12,9 @@ from flip_core.config import DuckDBConfig
 from flip_core.lake import foreign
 from flip_core.lake.duck import open_session
 from flip_core.lake.ingest import lake_columns
-from flip_core.lake.manifest import lake_dir, load_manifest, table_files
+from flip_core.lake.manifest import load_manifest, table_files
 from flip_core.lake.spec_schema import failure_reasons, spec_schema
+from flip_core.layout import DataLayout
 from flip_core.spec import DatasetSpec, JoinSpec, TableSpec
 from flip_core.sql import load_sql
 
@@ -51,7 +52,7 @@ def validate_spec_lake(
     row of the joined table.
     """
     config = duckdb_config or DuckDBConfig()
-    root = lake_dir(data_root, spec.name)
+    root = DataLayout(data_root).lake(spec.name)
     manifest = load_manifest(root, spec.name)
     report = LakeReport(lake_dir=root, rows={}, files={})
     listed = manifest.listed_files()
