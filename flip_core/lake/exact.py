@@ -21,10 +21,11 @@ import pyarrow.parquet as pq
 from flip_core.config import IngestConfig
 from flip_core.lake.lines import LineStats, RawFileError, iter_line_batches
 from flip_core.lake.reports import IngestError, SourceReport, record_line_stats
-from flip_core.spec import WHITESPACE, TableSpec
+from flip_core.spec import WHITESPACE, ColumnSpec, TableSpec
 from flip_core.sql import load_sql
 
 _PARQUET_ROWS = 1 << 16
+INTEGER_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 
 class ExactReader:
@@ -144,16 +145,28 @@ class ExactReader:
 
     # -- typing, staging -----------------------------------------------------------------------
 
+    def _cast(self, column: ColumnSpec, index: int) -> pa.Table:
+        """Field `index` typed as `column` (`v`) with each row's problem, in line order."""
+        params: dict[str, object] = {"index": index, "nulls": self.spec.null_values}
+        if column.type == "string":
+            return self.con.sql(load_sql("ingest/cast_string"), params=params).to_arrow_table()
+        params["name"] = column.name
+        if column.type not in INTEGER_RANGES:
+            query = load_sql(f"ingest/cast_{column.type}")
+            return self.con.sql(query, params=params).to_arrow_table()
+        low, high = INTEGER_RANGES[column.type]
+        params |= {"type": column.type, "low": low, "high": high}
+        cast = self.con.sql(load_sql("ingest/cast_integer"), params=params).to_arrow_table()
+        if column.type == "int32":  # in range, so the narrowing is exact
+            cast = cast.set_column(0, "v", pc.cast(cast["v"], pa.int32()))
+        return cast
+
     def _stage_typed(self) -> None:
         rows = self.con.sql(load_sql("ingest/rows")).to_arrow_table()
         columns: dict[str, pa.Array] = {"line_number": _array(rows["line_number"])}
         problems = [_array(rows["reason"])]
         for column, index in zip(self.spec.columns, self.indexes, strict=True):
-            params: dict[str, object] = {"index": index, "nulls": self.spec.null_values}
-            if column.type != "string":
-                params["name"] = column.name
-            query = load_sql(f"ingest/cast_{column.type}")
-            cast = self.con.sql(query, params=params).to_arrow_table()
+            cast = self._cast(column, index)
             values, problem = _array(cast["v"]), _array(cast["problem"])
             columns[column.name] = values
             problems.append(problem)

@@ -1,20 +1,10 @@
--- Field $index of every parsed row as BOOLEAN, in line order: NULL for a null marker ($nulls) or a
--- row that did not parse; `problem` names column $name when the text is not a boolean.
-WITH raw AS (
-    SELECT
-        line_number,
-        CASE WHEN NOT list_contains($nulls::VARCHAR[], fields[$index]) THEN trim(fields[$index]) END
-            AS s
-    FROM parsed
-), checked AS (
-    SELECT line_number, s, coalesce(
-        TRY_CAST(s AS BOOLEAN) IS NOT NULL, false
-    ) AS ok
-    FROM raw
-)
+-- Field $index of every parsed row as BOOLEAN, in line order; NULL for a null marker ($nulls) or
+-- a row that did not parse; `problem` names column $name when the text is not a boolean.
 SELECT
     CASE WHEN ok THEN TRY_CAST(s AS BOOLEAN) END AS v,
-    CASE WHEN s IS NOT NULL AND NOT ok THEN
-        $name || ': not a boolean (''' || left(s, 40) || ''')' END AS problem
-FROM checked
+    cast_problem($name, s, ok, 'not a boolean') AS problem
+FROM (
+    SELECT line_number, s, coalesce(TRY_CAST(s AS BOOLEAN) IS NOT NULL, false) AS ok
+    FROM (SELECT line_number, field_text(fields, $index, $nulls) AS s FROM parsed)
+)
 ORDER BY line_number;

@@ -34,3 +34,11 @@ CREATE OR REPLACE TEMP MACRO field_count_problem(text, n, expected, sep) AS
 CREATE OR REPLACE TEMP MACRO split_fields(text, sep) AS
     CASE WHEN sep = 'whitespace' THEN regexp_split_to_array(trim(text, ' ' || chr(9)), '[ \t]+')
         ELSE string_split(text, sep) END;
+-- The text of field `idx` of a parsed row, trimmed; NULL for a null marker (`nulls`).
+CREATE OR REPLACE TEMP MACRO field_text(fields, idx, nulls) AS
+    CASE WHEN NOT list_contains(nulls::VARCHAR[], fields[idx]) THEN trim(fields[idx]) END;
+-- The problem of a field whose text `s` did not cast (`ok` false): column `name`, what it is
+-- not, and the text (40 characters at most).
+CREATE OR REPLACE TEMP MACRO cast_problem(name, s, ok, what) AS
+    CASE WHEN s IS NOT NULL AND NOT ok THEN name || ': ' || what || ' (''' || left(s, 40) || ''')'
+    END;
