@@ -123,32 +123,13 @@ def mlflow_ui_hint(tracking_uri: str) -> str:
     return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
 
 
-def publish_validation_report(
-    dataset: str,
-    counts: Mapping[str, Mapping[str, int]],
-    reasons: Mapping[str, int],
-    bad_share: float | None = None,
-    limit: float | None = None,
-    *,
-    table_reasons: Mapping[str, Mapping[str, int]] | None = None,
-    root_causes: Mapping[str, Mapping[str, int]] | None = None,
-    summary: str | None = None,
-) -> UUID:
-    """Artifact `validation-report`: counts per table, quarantine reasons and root causes per
-    table, and the run summary."""
-    text = validation_markdown(
-        dataset,
-        counts,
-        reasons,
-        bad_share,
-        limit,
-        table_reasons=table_reasons,
-        root_causes=root_causes,
-        summary=summary,
-    )
+def publish_validation_report(dataset: str, markdown: str) -> UUID:
+    """Artifact `validation-report` of `dataset` (its text from `validation_markdown`)."""
     return cast(
         UUID,
-        create_markdown_artifact(text, key=VALIDATION_KEY, description=f"Validation of {dataset}"),
+        create_markdown_artifact(
+            markdown, key=VALIDATION_KEY, description=f"Validation of {dataset}"
+        ),
     )
 
 

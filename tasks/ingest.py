@@ -20,7 +20,7 @@ from flip_core.lake.reports import (
     table_root_causes,
 )
 from flip_core.lake.spec_validate import validate_spec_lake
-from tasks.artifacts import publish_validation_report
+from tasks.artifacts import publish_validation_report, validation_markdown
 from tasks.caching import content_cache
 from tasks.locks import lake_lock
 from tasks.raw_data import RawDataManifest
@@ -109,7 +109,7 @@ def _publish(config: FlipConfig, sources: list[SourceReport], summary: str, data
             reasons[reason] = reasons.get(reason, 0) + n
     read = sum(row["read"] for row in counts.values())
     bad = sum(row["quarantined"] for row in counts.values())
-    publish_validation_report(
+    markdown = validation_markdown(
         dataset,
         counts,
         reasons,
@@ -119,3 +119,4 @@ def _publish(config: FlipConfig, sources: list[SourceReport], summary: str, data
         root_causes=table_root_causes(sources),
         summary=summary,
     )
+    publish_validation_report(dataset, markdown)
