@@ -44,7 +44,7 @@ from tasks.caching import work_dir
 from tasks.features import FeaturesManifest, build_features, render_prompts
 from tasks.finetune import finetune
 from tasks.ingest import ingest_raw, validate_lake
-from tasks.pretrain import pretrain
+from tasks.pretrain import PRETRAIN_SECTIONS, pretrain
 from tasks.quiet import quiet_progress_bars
 from tasks.raw_data import prepare_raw_data
 from tasks.train import train_id_model
@@ -52,7 +52,6 @@ from tasks.train import train_id_model
 BEGIN = "<!-- benchmark:begin -->"
 END = "<!-- benchmark:end -->"
 METRICS = ("valid_auc", "test_auc", "test_logloss", "test_cold_auc", "samples_per_s")
-PRETRAIN_SECTIONS = ("features", "plm", "id_model", "training", "pretrain")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

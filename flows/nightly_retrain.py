@@ -23,7 +23,7 @@ from tasks.features import build_features, render_prompts
 from tasks.finetune import finetune
 from tasks.ingest import ingest_raw, validate_lake
 from tasks.launch import TorchrunLaunch
-from tasks.pretrain import pretrain
+from tasks.pretrain import PRETRAIN_SECTIONS, pretrain
 from tasks.publish import PublishedModel, publish_candidate
 from tasks.quiet import quiet_progress_bars
 from tasks.raw_data import prepare_raw_data
@@ -116,11 +116,10 @@ def _stages(config: FlipConfig, parent: TrackedRun, launch: TorchrunLaunch) -> d
     parent.set_tags({"data_hash": prompts.content_hash, "protocol": prompts.protocol})
 
     # Pretraining is reused (a cache hit) while data, config and code are unchanged.
-    pre_sections = ("features", "plm", "id_model", "training", "pretrain")
     pretrained = pretrain(
         config,
         prompts.features_dir,
-        work_dir(config, "pretrain", prompts, sections=pre_sections),
+        work_dir(config, "pretrain", prompts, sections=PRETRAIN_SECTIONS),
         launch,
     )
     summary.update(
@@ -138,7 +137,7 @@ def _stages(config: FlipConfig, parent: TrackedRun, launch: TorchrunLaunch) -> d
                 prompts,
                 pretrained,
                 variant,
-                sections=(*pre_sections, "finetune"),
+                sections=(*PRETRAIN_SECTIONS, "finetune"),
             ),
             variant,
             pretrained.model_dir,

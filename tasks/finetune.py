@@ -13,6 +13,7 @@ from flip_core.hashing import tree_sha256
 from tasks.caching import content_cache
 from tasks.faults import fault_callbacks, inject_faults
 from tasks.launch import TorchrunLaunch, TrainedModel, train_stage
+from tasks.pretrain import PRETRAIN_SECTIONS
 from tasks.tracking import log_predictions, tracked_stage
 
 
@@ -26,11 +27,7 @@ class FinetuneManifest(TrainedModel):
     name="finetune",
     timeout_seconds=12 * 3600,
     **content_cache(
-        "features",
-        "plm",
-        "id_model",
-        "training",
-        "pretrain",
+        *PRETRAIN_SECTIONS,
         "finetune",
         exclude=("output_dir", "launch"),
     ),

@@ -19,12 +19,14 @@ class PretrainManifest(TrainedModel):
     """A FLIP pretraining output (its metrics: the final valid ones)."""
 
 
+PRETRAIN_SECTIONS = ("features", "plm", "id_model", "training", "pretrain")
+"""The config sections a pretraining depends on (its cache key and work folder)."""
+
+
 @task(
     name="pretrain",
     timeout_seconds=12 * 3600,
-    **content_cache(
-        "features", "plm", "id_model", "training", "pretrain", exclude=("output_dir", "launch")
-    ),
+    **content_cache(*PRETRAIN_SECTIONS, exclude=("output_dir", "launch")),
 )
 def pretrain(
     config: FlipConfig,
