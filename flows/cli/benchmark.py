@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from flows.cli.console import fail, resolve_config
+from flows.cli.options import ConfigOpt, DataRootOpt, DatasetOpt, SetOpt
 
 
 def _split(text: str, what: str) -> list[str]:
@@ -19,10 +20,8 @@ def _split(text: str, what: str) -> list[str]:
 
 
 def benchmark_command(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
-    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     raw_dir: Annotated[
         Path | None,
         typer.Option(
@@ -30,11 +29,9 @@ def benchmark_command(
             "synth.enabled=true (with a synth-* --dataset)."
         ),
     ] = None,
-    data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
+    data_root: DataRootOpt = None,
     protocol: Annotated[str | None, typer.Option(help="Split protocol.")] = None,
-    dataset: Annotated[
-        Path | None, typer.Option(help="Dataset spec YAML (default: paths.dataset).")
-    ] = None,
+    dataset: DatasetOpt = None,
     models: Annotated[
         str, typer.Option(help="Comma-separated ID backbones ('' for none).")
     ] = "dcnv2",

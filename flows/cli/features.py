@@ -9,19 +9,16 @@ import typer
 from rich.console import Console
 
 from flows.cli.console import fail, resolve_config
+from flows.cli.options import ConfigOpt, DataRootOpt, DatasetOpt, SetOpt
 
 console = Console(soft_wrap=True)
 
 
 def features_command(
-    dataset: Annotated[
-        Path | None, typer.Option(help="Dataset spec YAML (default: paths.dataset).")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
-    ] = None,
-    data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
+    dataset: DatasetOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    data_root: DataRootOpt = None,
     protocol: Annotated[
         str | None,
         typer.Option(help="A protocol of the dataset spec (default: its first)."),

@@ -13,6 +13,7 @@ from flip_core.config import VARIANTS
 from flip_core.data.loaders import check_feature_folder
 from flip_core.models.saving import CONFIG_FILE
 from flows.cli.console import fail, resolve_config
+from flows.cli.options import ConfigOpt, SetOpt
 
 if TYPE_CHECKING:
     from flip_core.flip_stages import StageResult
@@ -20,11 +21,6 @@ if TYPE_CHECKING:
 
 console = Console(width=200)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override one key, e.g. --set pretrain.icl=false."),
-]
 FeaturesOpt = Annotated[
     Path, typer.Option("--features", "-f", help="Built feature folder (from `flip features`).")
 ]

@@ -9,25 +9,19 @@ import typer
 from rich.console import Console
 
 from flows.cli.console import fail, resolve_config
+from flows.cli.options import ConfigOpt, DataRootOpt, DatasetOpt, SetOpt
 
 console = Console(width=200)
 
 
 def ingest_command(
-    dataset: Annotated[
-        Path | None,
-        typer.Option(
-            help="Dataset spec YAML (default: paths.dataset, configs/datasets/ml-1m.yaml)."
-        ),
-    ] = None,
+    dataset: DatasetOpt = None,
     raw_dir: Annotated[
         Path | None, typer.Option(help="Folder of raw files the dataset spec reads.")
     ] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
-    ] = None,
-    data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    data_root: DataRootOpt = None,
     ingest_date: Annotated[
         str | None, typer.Option(help="Lake partition YYYY-MM-DD (default: today, UTC).")
     ] = None,

@@ -15,6 +15,7 @@ from flows.cli.console import fail, resolve_config
 from flows.cli.features import features_command
 from flows.cli.flip import finetune_command, pretrain_command
 from flows.cli.ingest import download_command, ingest_command
+from flows.cli.options import ConfigOpt, DataRootOpt, DatasetOpt, SetOpt
 from flows.cli.registry import ls_command as registry_ls_command
 from flows.cli.registry import set_champion_command
 from flows.cli.replay import replay_command
@@ -44,20 +45,9 @@ app.command("score")(score_command)
 
 console = Console()
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Experiment YAML (see configs/).", exists=False),
-]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set", "-s", help="Override one key, e.g. --set training.epochs=2 (repeatable)."
-    ),
-]
-
 
 @config_app.command("show")
-def config_show(config: ConfigOption = None, set_: SetOption = None) -> None:
+def config_show(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Print the fully resolved configuration as YAML."""
     console.print(resolve_config(config, set_).to_yaml(), end="", markup=False, highlight=False)
 
@@ -93,12 +83,10 @@ def data_synth(
 
 @app.command("run")
 def run_nightly(
-    config: ConfigOption = None,
-    set_: SetOption = None,
-    data_root: Annotated[Path | None, typer.Option(help="Override paths.data_root.")] = None,
-    dataset: Annotated[
-        Path | None, typer.Option(help="Dataset spec YAML (default: paths.dataset).")
-    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    data_root: DataRootOpt = None,
+    dataset: DatasetOpt = None,
     raw_dir: Annotated[
         Path | None,
         typer.Option(

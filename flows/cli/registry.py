@@ -14,6 +14,7 @@ from rich.console import Console
 
 from flip_core.config import ConfigError, load_config
 from flows.cli.console import fail
+from flows.cli.options import ConfigOpt, SetOpt
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import RegisteredModel
@@ -21,11 +22,6 @@ if TYPE_CHECKING:
 
 console = Console(width=200)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")]
-SetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Override one key, e.g. --set mlflow.tracking_uri=..."),
-]
 NameOpt = Annotated[
     str | None,
     typer.Option("--name", "-n", help="Registered model (default: mlflow.registered_model)."),

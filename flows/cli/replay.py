@@ -12,6 +12,7 @@ from flip_core.data.build import dataset_spec
 from flip_core.data.replay import ReplayError, replay
 from flip_core.spec import DatasetSpec, SpecError
 from flows.cli.console import fail, resolve_config
+from flows.cli.options import DatasetOpt
 
 
 def _parse_day(text: str | None) -> date | None:
@@ -42,12 +43,7 @@ def replay_command(
         int | None,
         typer.Option("--next", min=1, help="Add the next N days after the inbox's last one."),
     ] = None,
-    dataset: Annotated[
-        Path | None,
-        typer.Option(
-            help="Dataset spec YAML (default: paths.dataset, configs/datasets/ml-1m.yaml)."
-        ),
-    ] = None,
+    dataset: DatasetOpt = None,
 ) -> None:
     """Cut the events into daily inbox files by event time (other tables copied alongside).
 

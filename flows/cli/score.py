@@ -10,6 +10,7 @@ from rich.console import Console
 
 from flip_core.scoring import ScoringError
 from flows.cli.console import fail, resolve_config
+from flows.cli.options import ConfigOpt, SetOpt
 
 console = Console()
 
@@ -38,10 +39,8 @@ def score_command(
             "user and item columns)."
         ),
     ] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
-    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Score raw rows (the raw columns of the model's dataset spec) in chunks; writes the kept
     columns plus `probability`."""

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from flows.cli.console import fail, resolve_config
+from flows.cli.options import ConfigOpt, SetOpt
 
 console = Console()
 
@@ -28,10 +29,8 @@ def train_command(
         str | None, typer.Option("--model", "-m", help="Backbone, e.g. dcnv2, deepfm, autoint.")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default training.seed).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", "-s", help="Override one key (repeatable).")
-    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
     resume: Annotated[
         bool, typer.Option(help="Resume from the latest checkpoint in --out.")
     ] = False,
