@@ -40,7 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from transformers import BertConfig, PreTrainedTokenizerBase
 
-from flip_core.config import MASK_RATIO, FlipConfig, IDModelConfig, load_config
+from flip_core.config import MASK_RATIO, FlipConfig, IDModelConfig, ObjectivesConfig, load_config
 from flip_core.data.collate import IGNORE_INDEX, FlipCollate
 from flip_core.data.dataset import FeatureDataset
 from flip_core.data.loaders import load_feature_map
@@ -203,7 +203,7 @@ def build_model(
         field_names=fmap.field_names,
         vocab_sizes=fmap.vocab_sizes,
         id_model=IDModelConfig(embedding_dim=16, hidden_units=[256, 128], dropout=0.0),
-        single_pass=single_pass,
+        objectives=ObjectivesConfig(single_pass=single_pass),
     )
     if size == "base":  # RoBERTa-base-sized encoder (random init) over the same tokenizer
         bert = BertConfig(

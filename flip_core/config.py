@@ -227,8 +227,9 @@ class TrainingConfig(_Section):
     eval_batch_size: int | None = Field(default=None, ge=1)
 
 
-class PretrainConfig(_Section):
-    """FLIP pretraining objectives (each switchable for ablations)."""
+class ObjectivesConfig(_Section):
+    """FLIP's pretraining objectives (each switchable for ablations): what a pretrained model
+    saves of them in its config.json."""
 
     mlm: bool = True
     mtm: bool = True
@@ -238,6 +239,25 @@ class PretrainConfig(_Section):
     icl_weight: float = Field(default=1.0, ge=0.0)
     mlm_field_ratio: MaskRatio = MASK_RATIO
     mtm_field_ratio: MaskRatio = MASK_RATIO
+    single_pass: bool = Field(
+        default=False,
+        description="One PLM pass per step (MTM/ICL read the MLM-masked text; masks on disjoint "
+        "fields) instead of two.",
+    )
+    mtm_loss: Literal["sampled_softmax", "nce"] = "sampled_softmax"
+    mtm_num_negatives: int = Field(default=256, ge=1)
+    mtm_full_softmax_max_vocab: int = Field(
+        default=1024, ge=1, description="Fields with at most this many ids use a full softmax."
+    )
+    mtm_hidden_dim: int = Field(default=128, ge=1)
+    icl_dim: int = Field(default=128, ge=1)
+    icl_temperature: float = Field(default=0.07, gt=0.0, le=1.0)
+    icl_learn_temperature: bool = True
+
+
+class PretrainConfig(ObjectivesConfig):
+    """FLIP pretraining: its objectives, and which rows it reads."""
+
     max_rows: int | None = Field(default=None, ge=1, description="Cap on the train rows.")
     max_valid_rows: int | None = Field(
         default=None, ge=1, description="Cap on the valid rows pretraining evaluates (speed)."
@@ -253,20 +273,12 @@ class PretrainConfig(_Section):
         "derangement), which destroys the alignment and keeps everything else equal.",
     )
     shuffle_text_seed: int = 0
-    single_pass: bool = Field(
-        default=False,
-        description="One PLM pass per step (MTM/ICL read the MLM-masked text; masks on disjoint "
-        "fields) instead of two.",
-    )
-    mtm_loss: Literal["sampled_softmax", "nce"] = "sampled_softmax"
-    mtm_num_negatives: int = Field(default=256, ge=1)
-    mtm_full_softmax_max_vocab: int = Field(
-        default=1024, ge=1, description="Fields with at most this many ids use a full softmax."
-    )
-    mtm_hidden_dim: int = Field(default=128, ge=1)
-    icl_dim: int = Field(default=128, ge=1)
-    icl_temperature: float = Field(default=0.07, gt=0.0, le=1.0)
-    icl_learn_temperature: bool = True
+
+    def objectives(self) -> ObjectivesConfig:
+        """The objective settings alone (what a model saves)."""
+        return ObjectivesConfig.model_validate(
+            self.model_dump(include=set(ObjectivesConfig.model_fields))
+        )
 
 
 class FinetuneConfig(_Section):

@@ -9,7 +9,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import BertConfig, PreTrainedTokenizerFast, RobertaConfig
 
-from flip_core.config import IDModelConfig
+from flip_core.config import IDModelConfig, ObjectivesConfig
 from flip_core.models.flip import FlipModelConfig
 from flip_core.models.plm import PLMEncoder
 
@@ -64,19 +64,23 @@ def tiny_plm(kind: Kind, tokenizer: PreTrainedTokenizerFast, pooling: str = "cls
 
 
 def tiny_config(**overrides: object) -> FlipModelConfig:
-    """FlipModelConfig over the tiny fields with a small DCNv2 (no dropout, for determinism)."""
-    base: dict[str, object] = {
-        "field_names": FIELDS,
-        "vocab_sizes": VOCAB_SIZES,
-        "id_backbone": "dcnv2",
-        "id_model": IDModelConfig(embedding_dim=8, hidden_units=[32], dropout=0.0),
+    """FlipModelConfig over the tiny fields with a small DCNv2 (no dropout, for determinism);
+    `overrides` may name model keys or objective keys (e.g. `icl=False`)."""
+    objectives: dict[str, object] = {
         "mtm_hidden_dim": 16,
         "mtm_num_negatives": 8,
         "mtm_full_softmax_max_vocab": 10,  # user/movie use the sampled loss, age/genre full
         "icl_dim": 16,
     }
-    base.update(overrides)
-    return FlipModelConfig.model_validate(base)
+    base: dict[str, object] = {
+        "field_names": FIELDS,
+        "vocab_sizes": VOCAB_SIZES,
+        "id_backbone": "dcnv2",
+        "id_model": IDModelConfig(embedding_dim=8, hidden_units=[32], dropout=0.0),
+    }
+    for key, value in overrides.items():
+        (objectives if key in ObjectivesConfig.model_fields else base)[key] = value
+    return FlipModelConfig(**base, objectives=ObjectivesConfig.model_validate(objectives))
 
 
 def make_rows(n: int, seed: int = 0) -> torch.Tensor:

@@ -116,7 +116,8 @@ def test_weights_scale_their_loss() -> None:
     model.eval()
     with torch.no_grad():
         base = model(**batch)
-        model.config = model.config.model_copy(update={"mtm_weight": 3.0, "icl_weight": 0.0})
+        weights = model.config.objectives.model_copy(update={"mtm_weight": 3.0, "icl_weight": 0.0})
+        model.config = model.config.model_copy(update={"objectives": weights})
         scaled = model(**batch)
     assert base.mlm_loss is not None and base.mtm_loss is not None
     expected = base.mlm_loss + 3.0 * base.mtm_loss
@@ -169,7 +170,9 @@ def test_config_from_pipeline_config_and_all_off_is_an_error() -> None:
     cfg.pretrain.icl = False
     cfg.pretrain.single_pass = True
     model_cfg = FlipModelConfig.from_flip_config(cfg, FIELDS, VOCAB_SIZES)
-    assert not model_cfg.icl and model_cfg.single_pass and model_cfg.id_backbone == "dcnv2"
+    objectives = model_cfg.objectives
+    assert not objectives.icl and objectives.single_pass and model_cfg.id_backbone == "dcnv2"
+    assert objectives.mlm_field_ratio == cfg.pretrain.mlm_field_ratio  # saved with the model
     with pytest.raises(ValueError, match="at least one"):
         _model(mlm=False, mtm=False, icl=False)
 
@@ -200,3 +203,10 @@ def test_running_metrics_are_kept_per_mode() -> None:
     train, valid = model.pop_metrics("train"), model.pop_metrics("eval")
     assert {"mlm_accuracy", "mtm_loss", "icl_loss"} <= set(train) and set(train) == set(valid)
     assert model.pop_metrics("train") == {}
+
+
+def test_a_config_json_saved_with_flat_objective_keys_still_loads() -> None:
+    saved = tiny_config(icl=False, mtm_weight=2.0).model_dump(mode="json")
+    flat = {**{k: v for k, v in saved.items() if k != "objectives"}, **saved["objectives"]}
+    assert FlipModelConfig.model_validate(flat) == FlipModelConfig.model_validate(saved)
+    assert FlipModelConfig.model_validate(flat).objectives.mtm_weight == 2.0

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
-from flip_core.config import IDModelConfig
+from flip_core.config import IDModelConfig, ObjectivesConfig
 from flip_core.models.flip import FlipForCTR, FlipForPretraining, FlipModelConfig, read_config
 from flip_core.models.plm import PLMEncoder, keep_first_layers
 from tests.features_support import minilm_tokenizer
@@ -82,7 +82,7 @@ def test_from_name_cuts_and_saved_models_record_it(tmp_path: Path) -> None:
         id_model=IDModelConfig(embedding_dim=4, hidden_units=[8]),
         plm_name=str(tmp_path / "plm"),
         plm_num_layers=2,
-        mtm_num_negatives=4,
+        objectives=ObjectivesConfig(mtm_num_negatives=4),
     )
     FlipForPretraining(model_cfg, plm=plm).save_pretrained(tmp_path / "pre")
     saved = read_config(tmp_path / "pre")

@@ -20,14 +20,14 @@ from typing import Any, Literal, Self
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from flip_core.config import VARIANTS, FlipConfig, IDModelConfig, Variant
+from flip_core.config import VARIANTS, FlipConfig, IDModelConfig, ObjectivesConfig, Variant
 from flip_core.data.collate import IGNORE_INDEX
 from flip_core.data.feature_map import MASK_ID
-from flip_core.models.heads import HeadResult, ICLHead, MLMHead, MTMHead, MTMLoss
+from flip_core.models.heads import HeadResult, ICLHead, MLMHead, MTMHead
 from flip_core.models.id import IDModel, build_id_model
 from flip_core.models.plm import PLMEncoder, Pooling
 from flip_core.models.saving import load_weights, read_model_config, write_model_dir
@@ -37,6 +37,18 @@ class FlipModelConfig(BaseModel):
     """Architecture + objectives of a FLIP model (distinct from the pipeline's `FlipConfig`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_flat_objectives(cls, data: Any) -> Any:
+        """A config.json saved before `objectives` was nested keeps its objective keys at the
+        top level: move them in, so older saved models still load."""
+        if isinstance(data, dict):
+            flat = {k: data[k] for k in ObjectivesConfig.model_fields if k in data}
+            if flat:
+                rest = {k: v for k, v in data.items() if k not in flat}
+                return {**rest, "objectives": {**dict(rest.get("objectives") or {}), **flat}}
+        return data
 
     kind: Literal["pretraining", "ctr"] = "pretraining"
     field_names: list[str]
@@ -51,22 +63,8 @@ class FlipModelConfig(BaseModel):
     plm_num_layers: int | None = Field(
         default=None, description="First k encoder layers kept (plm.num_layers); None = all."
     )
-    # pretraining objectives
-    mlm: bool = True
-    mtm: bool = True
-    icl: bool = True
-    mlm_weight: float = 1.0
-    mtm_weight: float = 1.0
-    icl_weight: float = 1.0
-    single_pass: bool = False
+    objectives: ObjectivesConfig = ObjectivesConfig()
     tie_mlm_decoder: bool = True
-    mtm_loss: MTMLoss = "sampled_softmax"
-    mtm_num_negatives: int = 256
-    mtm_full_softmax_max_vocab: int = 1024
-    mtm_hidden_dim: int = 128
-    icl_dim: int = 128
-    icl_temperature: float = 0.07
-    icl_learn_temperature: bool = True
     # finetuning
     variant: Variant = "flip"
 
@@ -75,7 +73,6 @@ class FlipModelConfig(BaseModel):
         cls, cfg: FlipConfig, field_names: list[str], vocab_sizes: list[int]
     ) -> FlipModelConfig:
         """Model settings from the pipeline config (plm, id_model and pretrain sections)."""
-        p = cfg.pretrain
         return cls(
             field_names=list(field_names),
             vocab_sizes=list(vocab_sizes),
@@ -84,20 +81,7 @@ class FlipModelConfig(BaseModel):
             plm_name=cfg.plm.name,
             pooling=cfg.plm.pooling,
             plm_num_layers=cfg.plm.num_layers,
-            mlm=p.mlm,
-            mtm=p.mtm,
-            icl=p.icl,
-            mlm_weight=p.mlm_weight,
-            mtm_weight=p.mtm_weight,
-            icl_weight=p.icl_weight,
-            single_pass=p.single_pass,
-            mtm_loss=p.mtm_loss,
-            mtm_num_negatives=p.mtm_num_negatives,
-            mtm_full_softmax_max_vocab=p.mtm_full_softmax_max_vocab,
-            mtm_hidden_dim=p.mtm_hidden_dim,
-            icl_dim=p.icl_dim,
-            icl_temperature=p.icl_temperature,
-            icl_learn_temperature=p.icl_learn_temperature,
+            objectives=cfg.pretrain.objectives(),
         )
 
 
@@ -201,7 +185,8 @@ class FlipForPretraining(FlipPreTrainedModel):
         plm: PLMEncoder | None = None,
     ) -> None:
         super().__init__()
-        if not (config.mlm or config.mtm or config.icl):
+        objectives = config.objectives
+        if not (objectives.mlm or objectives.mtm or objectives.icl):
             raise ValueError("at least one of mlm, mtm, icl must be enabled")
         if plm is not None:
             config = with_plm(config, plm)
@@ -209,7 +194,7 @@ class FlipForPretraining(FlipPreTrainedModel):
         self.id_model = id_model if id_model is not None else _build_id(config)
         self.plm = plm if plm is not None else _build_plm(config)
         row_dim, text_dim = self.id_model.repr_dim, self.plm.hidden_size
-        self.mlm_head = MLMHead(text_dim, row_dim, self.plm.vocab_size) if config.mlm else None
+        self.mlm_head = MLMHead(text_dim, row_dim, self.plm.vocab_size) if objectives.mlm else None
         if self.mlm_head is not None and config.tie_mlm_decoder:
             self.mlm_head.decoder.weight = self.plm.input_embeddings().weight
         self.mtm_head = (
@@ -217,12 +202,12 @@ class FlipForPretraining(FlipPreTrainedModel):
                 row_dim,
                 text_dim,
                 config.vocab_sizes,
-                config.mtm_hidden_dim,
-                config.mtm_loss,
-                config.mtm_num_negatives,
-                config.mtm_full_softmax_max_vocab,
+                objectives.mtm_hidden_dim,
+                objectives.mtm_loss,
+                objectives.mtm_num_negatives,
+                objectives.mtm_full_softmax_max_vocab,
             )
-            if config.mtm
+            if objectives.mtm
             else None
         )
         self._running: dict[str, dict[str, list[float]]] = {"train": {}, "eval": {}}
@@ -230,11 +215,11 @@ class FlipForPretraining(FlipPreTrainedModel):
             ICLHead(
                 row_dim,
                 text_dim,
-                config.icl_dim,
-                config.icl_temperature,
-                config.icl_learn_temperature,
+                objectives.icl_dim,
+                objectives.icl_temperature,
+                objectives.icl_learn_temperature,
             )
-            if config.icl
+            if objectives.icl
             else None
         )
 
@@ -270,7 +255,7 @@ class FlipForPretraining(FlipPreTrainedModel):
     ) -> FlipPretrainingOutput:
         """Sum of the enabled objectives on one batch (see the batch contract)."""
         assert self.id_model is not None and self.plm is not None
-        c = self.config
+        c = self.config.objectives
         row = self.id_model(field_ids).row_repr if (c.mlm or c.icl) else None
         masked_text = None
         if c.mlm:
