@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -62,23 +62,39 @@ class StageResult:
 
 
 class PretrainMetricsCallback(TrainerCallback):
-    """Adds the model's per-objective losses and accuracies to the trainer's logs (in place,
-    so later callbacks such as MLflow see them) and keeps a history."""
+    """Adds the per-objective losses and accuracies of the model's forward passes (a forward
+    hook: row-weighted means per mode since the last log) to the trainer's logs, in place, so
+    later callbacks such as MLflow see them, and keeps a history."""
 
     def __init__(self, model: FlipForPretraining, jsonl: Path | None = None) -> None:
-        self.model = model
         self.jsonl = jsonl
         self.history: list[dict[str, float]] = []
+        self._running: dict[str, dict[str, list[float]]] = {"train": {}, "eval": {}}
+        model.register_forward_hook(self._record, with_kwargs=True)
+
+    def _record(
+        self, model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+    ) -> None:
+        rows = int((kwargs["field_ids"] if "field_ids" in kwargs else args[0]).shape[0])
+        window = self._running["train" if model.training else "eval"]
+        for key, value in out.metrics().items():
+            total, n = window.get(key, [0.0, 0.0])
+            window[key] = [total + value * rows, n + rows]
+
+    def pop(self, mode: Literal["train", "eval"]) -> dict[str, float]:
+        """Means since the last call of the forward passes in `mode`, then reset."""
+        window, self._running[mode] = self._running[mode], {}
+        return {k: total / n for k, (total, n) in window.items() if n}
 
     def on_step(self, state: TrainerState, logs: dict[str, float]) -> None:
         """Train-mode means since the last log step."""
         if logs:
-            logs.update({f"train_{k}": v for k, v in self.model.pop_metrics("train").items()})
+            logs.update({f"train_{k}": v for k, v in self.pop("train").items()})
             self._add(state, logs)
 
     def on_eval(self, state: TrainerState, metrics: dict[str, float]) -> None:
         """Eval-mode means over the validation pass."""
-        metrics.update({f"valid_{k}": v for k, v in self.model.pop_metrics("eval").items()})
+        metrics.update({f"valid_{k}": v for k, v in self.pop("eval").items()})
         self._add(state, metrics)
 
     def _add(self, state: TrainerState, values: dict[str, float]) -> None:

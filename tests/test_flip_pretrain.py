@@ -193,16 +193,20 @@ def test_make_masks_disjoint_moves_mtm_off_mlm_fields() -> None:
     assert (fixed["mtm_field_ids"][~chosen] == batch["field_ids"][~chosen]).all()
 
 
-def test_running_metrics_are_kept_per_mode() -> None:
+def test_the_metrics_callback_keeps_running_means_per_mode() -> None:
+    from flip_core.flip_stages import PretrainMetricsCallback
+
     model = _model()
+    tracker = PretrainMetricsCallback(model)
     batch = _batch()
+    model(**batch)
     model(**batch)
     model.eval()
     with torch.no_grad():
         model(**batch)
-    train, valid = model.pop_metrics("train"), model.pop_metrics("eval")
+    train, valid = tracker.pop("train"), tracker.pop("eval")
     assert {"mlm_accuracy", "mtm_loss", "icl_loss"} <= set(train) and set(train) == set(valid)
-    assert model.pop_metrics("train") == {}
+    assert tracker.pop("train") == {}
 
 
 def test_a_config_json_saved_with_flat_objective_keys_still_loads() -> None:

@@ -210,7 +210,6 @@ class FlipForPretraining(FlipPreTrainedModel):
             if objectives.mtm
             else None
         )
-        self._running: dict[str, dict[str, list[float]]] = {"train": {}, "eval": {}}
         self.icl_head = (
             ICLHead(
                 row_dim,
@@ -222,19 +221,6 @@ class FlipForPretraining(FlipPreTrainedModel):
             if objectives.icl
             else None
         )
-
-    def pop_metrics(self, split: Literal["train", "eval"]) -> dict[str, float]:
-        """Mean of each loss/accuracy over the forward passes since the last call, per split
-        (train mode / eval mode), then reset: the trainer only logs the total loss."""
-        window = self._running[split]
-        self._running[split] = {}
-        return {k: total / n for k, (total, n) in window.items() if n}
-
-    def _record(self, out: FlipPretrainingOutput, rows: int) -> None:
-        window = self._running["train" if self.training else "eval"]
-        for key, value in out.metrics().items():
-            total, n = window.get(key, [0.0, 0.0])
-            window[key] = [total + value * rows, n + rows]
 
     def set_noise_counts(self, counts: list[list[int]]) -> None:
         """Per-field train counts (one list per field) as the MTM noise distributions."""
@@ -281,7 +267,6 @@ class FlipForPretraining(FlipPreTrainedModel):
             res = self.icl_head(row, clean_text.pooled)
             out.loss = out.loss + c.icl_weight * res.loss
             out.icl_loss, out.icl_accuracy = _detached(res)
-        self._record(out, field_ids.shape[0])
         return out
 
 
