@@ -392,8 +392,14 @@ class FlipConfig(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def load_config(path: Path | str | None = None, overrides: Iterable[str] = ()) -> FlipConfig:
-    """Resolve defaults, then the YAML file at `path`, then `key.sub=value` overrides."""
+def load_config(
+    path: Path | str | None = None,
+    overrides: Iterable[str] = (),
+    values: Mapping[str, Any] | None = None,
+) -> FlipConfig:
+    """Resolve defaults, then the YAML file at `path`, then `key.sub=value` overrides (text, as
+    typed on a command line), then `values`: typed values by dotted key (None: keep), e.g. a
+    flow's parameters, applied as they are (no text round trip)."""
     data: dict[str, Any] = {}
     if path is not None:
         data = _read_yaml(Path(path))
@@ -402,6 +408,11 @@ def load_config(path: Path | str | None = None, overrides: Iterable[str] = ()) -
         key, value = _parse_override(override)
         _set_dotted(data, key, value, source=f"--set {override}")
         _validate(data, source=f"--set {override}")
+    for key, value in (values or {}).items():
+        if value is None:
+            continue
+        _set_dotted(data, key, str(value) if isinstance(value, Path) else value, source=key)
+        _validate(data, source=f"{key}={value!r}")
     return FlipConfig.model_validate(data)
 
 
