@@ -15,7 +15,7 @@ from flip_core.config import FlipConfig
 from flip_core.data.build import build_splits_from_config, manifest_lines, render_from_config
 from flip_core.data.render import read_manifest
 from tasks.caching import content_cache
-from tasks.retry import retry_transient
+from tasks.retry import io_retries
 
 _CODE = ("flip_core/data", "flip_core/lake", "sql/features", "tasks/features.py")
 
@@ -39,9 +39,7 @@ class PromptsManifest(BaseModel):
 
 @task(
     name="build-features",
-    retries=1,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_transient,
+    **io_retries(1),
     **content_cache("features", "ingest", code=_CODE),
 )
 def build_features(config: FlipConfig, lake_dir: Path) -> FeaturesManifest:
@@ -63,9 +61,7 @@ def build_features(config: FlipConfig, lake_dir: Path) -> FeaturesManifest:
 
 @task(
     name="render-prompts",
-    retries=1,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_transient,
+    **io_retries(1),
     **content_cache("features", "plm", code=_CODE),
 )
 def render_prompts(config: FlipConfig, features: FeaturesManifest) -> PromptsManifest:

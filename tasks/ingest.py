@@ -24,7 +24,7 @@ from tasks.artifacts import publish_validation_report, validation_markdown
 from tasks.caching import content_cache
 from tasks.locks import lake_lock
 from tasks.raw_data import RawDataManifest
-from tasks.retry import retry_transient
+from tasks.retry import io_retries
 
 _CODE = ("flip_core/lake", "flip_core/spec.py", "sql/ingest", "tasks/ingest.py")
 
@@ -42,9 +42,7 @@ class LakeSnapshot(BaseModel):
 
 @task(
     name="ingest-raw",
-    retries=2,
-    retry_delay_seconds=10,
-    retry_condition_fn=retry_transient,
+    **io_retries(2, 10),
     timeout_seconds=4 * 3600,
 )
 def ingest_raw(config: FlipConfig, raw: RawDataManifest) -> LakeSnapshot:
@@ -78,8 +76,7 @@ def ingest_raw(config: FlipConfig, raw: RawDataManifest) -> LakeSnapshot:
 
 @task(
     name="validate-lake",
-    retries=1,
-    retry_condition_fn=retry_transient,
+    **io_retries(1, 0),
     timeout_seconds=3600,
     **content_cache("ingest", code=_CODE),
 )

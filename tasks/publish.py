@@ -21,7 +21,7 @@ from tasks.artifacts import publish_metrics_table, publish_mlflow_link
 from tasks.caching import content_cache
 from tasks.locks import registry_lock
 from tasks.registry import current_champion, model_metrics, publish_model
-from tasks.retry import retry_transient
+from tasks.retry import io_retries
 from tasks.tracking import configure, current_flow_run_id, log_config, tracked_run
 
 
@@ -42,9 +42,7 @@ class PublishedModel(BaseModel):
 
 @task(
     name="publish-model",
-    retries=2,
-    retry_delay_seconds=10,
-    retry_condition_fn=retry_transient,
+    **io_retries(2, 10),
     timeout_seconds=3600,
     **content_cache("mlflow", "gate"),
 )

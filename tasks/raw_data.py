@@ -23,7 +23,7 @@ from flip_core.hashing import tree_sha256
 from flip_core.spec import DatasetSpec
 from tasks.caching import content_cache
 from tasks.faults import inject_faults
-from tasks.retry import retry_transient
+from tasks.retry import io_retries
 
 APPS_SCHEMA = "synth-apps"  # the dataset whose synthetic data is the app-usage log
 
@@ -61,9 +61,7 @@ class RawDataManifest(BaseModel):
 
 @task(
     name="prepare-raw-data",
-    retries=2,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_transient,
+    **io_retries(2),
     timeout_seconds=1800,
     **content_cache(
         "paths",

@@ -24,3 +24,8 @@ def retry_transient(task: Any, task_run: TaskRun, state: State) -> bool:
     except Exception:
         return True
     return True
+
+
+def io_retries(times: int, delay_s: float = 5.0) -> dict[str, Any]:
+    """`@task` keywords: retry a transient failure `times` times, `delay_s` apart."""
+    return {"retries": times, "retry_delay_seconds": delay_s, "retry_condition_fn": retry_transient}

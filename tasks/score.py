@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from flip_core.scoring import ScoringError, check_input, iter_raw_chunks
 from tasks.pyfunc import OUTPUT_COLUMN
-from tasks.retry import retry_transient
+from tasks.retry import io_retries
 
 
 class ScoreSummary(BaseModel):
@@ -165,7 +165,7 @@ def score(
     )
 
 
-@task(name="score-raw-rows", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient)
+@task(name="score-raw-rows", **io_retries(2, 10))
 def score_task(
     model_uri: str,
     input_path: Path,
