@@ -137,18 +137,14 @@ def run_summary(
         lines.append(
             f"  {table}: {rows}, {bad:,} quarantined, {table_rows.get(table, 0):,} in the lake"
         )
-        reasons = _merge([s.reasons for s in done])
-        if reasons:
-            top = list(reasons.items())[:_TOP_REASONS]
-            more = f" (+{len(reasons) - len(top)} more reasons)" if len(reasons) > len(top) else ""
-            lines.append(f"    quarantined by reason{more}:")
-            lines += [f"      {n:,}  {reason}" for reason, n in top]
-        causes = _merge([s.root_causes for s in done])
-        if causes:
-            top = list(causes.items())[:_TOP_REASONS]
-            more = f" (+{len(causes) - len(top)} more)" if len(causes) > len(top) else ""
-            lines.append(f"    root causes (rows held by a row of another table){more}:")
-            lines += [f"      {n:,}  {cause}" for cause, n in top]
+        lines += _top_counts(
+            "quarantined by reason", "more reasons", _merge([s.reasons for s in done])
+        )
+        lines += _top_counts(
+            "root causes (rows held by a row of another table)",
+            "more",
+            _merge([s.root_causes for s in done]),
+        )
         skipped = {
             "blank line(s)": sum(s.blank_lines for s in done),
             "duplicate line(s) kept once": sum(s.duplicates for s in done),
@@ -320,3 +316,12 @@ def recorded_lines(quarantine_root: Path, table: str, sha256: str) -> pa.Table:
         )
         parts.append(rows.cast(parts[0].schema))
     return pa.concat_tables(parts)
+
+
+def _top_counts(title: str, more_word: str, counts: dict[str, int]) -> list[str]:
+    """Summary lines: `title`, then the most frequent entries with their counts (none: [])."""
+    if not counts:
+        return []
+    top = list(counts.items())[:_TOP_REASONS]
+    more = f" (+{len(counts) - len(top)} {more_word})" if len(counts) > len(top) else ""
+    return [f"    {title}{more}:", *(f"      {n:,}  {entry}" for entry, n in top)]
