@@ -37,8 +37,8 @@ from flows.evidence import (
     git_commit,
     placeholder_note,
     render_evidence,
+    write_between,
 )
-from flows.evidence import write_between as write_evidence_block
 from flows.params import flow_config
 from tasks.caching import work_dir
 from tasks.features import FeaturesManifest, build_features, render_prompts
@@ -133,17 +133,9 @@ def _cell(mean: float | None, std: float) -> str:
 
 
 def write_results(path: Path, table: str) -> None:
-    """Replace the text between the benchmark markers in `path` (append a section if absent)."""
-    block = f"{BEGIN}\n{table}{END}"
-    text = path.read_text(encoding="utf-8") if path.is_file() else "# Results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n## Benchmark\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    """Replace the ID-model table between the benchmark markers in `path` (append a section if
+    absent)."""
+    write_between(path, table, BEGIN, END, title="Benchmark")
 
 
 @flow(name="benchmark", timeout_seconds=48 * 3600)
@@ -250,7 +242,7 @@ def benchmark(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(evidence, indent=2, default=float) + "\n", encoding="utf-8")
         block = render_evidence(evidence)
-        write_evidence_block(results_path, block)
+        write_between(results_path, block)
         create_markdown_artifact(block, key="flip-evidence")
         logger.info("Wrote %s and its tables in %s", path, results_path)
     return rows
