@@ -10,6 +10,7 @@ Passing `labels` adds the binary cross-entropy `loss`, so the trainer can call `
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -110,23 +111,33 @@ class IDModel(nn.Module):
         """Load a model written by `save_pretrained` (the backbone is read from config.json)."""
         meta = read_model_config(directory, "ID model")
         config = IDModelConfig.model_validate(meta["id_model"])
-        backbone = _subclass_named(meta["backbone"])
-        model = backbone(
-            list(meta["vocab_sizes"]), config.model_copy(update={"backbone": backbone.name})
-        )
+        model = build_id_model(meta["backbone"], meta["vocab_sizes"], config)
         if not isinstance(model, cls):
             raise TypeError(f"{directory} holds a {type(model).__name__}, not a {cls.__name__}")
         load_weights(model, directory, map_location)
         return model
 
 
-def _subclass_named(name: str) -> type[IDModel]:
-    """The `IDModel` subclass whose `name` is `name` (every backbone module is imported by the
-    package's `__init__`)."""
+def backbones() -> dict[str, type[IDModel]]:
+    """Every named `IDModel` subclass by name (the package's `__init__` imports the built-in
+    ones, through `registry`)."""
+    found: dict[str, type[IDModel]] = {}
     pending = list(IDModel.__subclasses__())
     while pending:
         sub = pending.pop()
-        if sub.name == name:
-            return sub
+        if sub.name:
+            found[sub.name] = sub
         pending.extend(sub.__subclasses__())
-    raise ValueError(f"unknown ID model {name!r} in a saved model")
+    return found
+
+
+def build_id_model(
+    name: str, vocab_sizes: Sequence[int], config: IDModelConfig | None = None
+) -> IDModel:
+    """Build backbone `name` over fields with `vocab_sizes` (reserved ids included)."""
+    known = backbones()
+    key = name.lower()
+    if key not in known:
+        raise ValueError(f"unknown ID model '{name}'; known: {', '.join(sorted(known))}")
+    cfg = (config or IDModelConfig()).model_copy(update={"backbone": key})
+    return known[key](list(vocab_sizes), cfg)
