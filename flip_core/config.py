@@ -91,8 +91,8 @@ class SynthConfig(_Section):
         "configs/datasets/synth-ml-1m.yaml), never a real dataset's.",
     )
     users: int = Field(default=500, ge=1)
-    movies: int = Field(default=400, ge=1)
-    ratings_per_user: int = Field(default=60, ge=1)
+    items: int = Field(default=400, ge=1, description="Items (movies, apps, ...).")
+    events_per_user: int = Field(default=60, ge=1, description="Mean events per user.")
     seed: int = 0
 
 
@@ -356,7 +356,7 @@ class BenchmarkConfig(_Section):
     )
     bootstrap: int = Field(default=1000, ge=10, description="User-level bootstrap draws.")
     long_tail_below: int = Field(
-        default=50, ge=1, description="Long-tail items: fewer train ratings than this."
+        default=50, ge=1, description="Long-tail items: fewer train events than this."
     )
 
 

@@ -45,7 +45,7 @@ class ScoredRows:
         long_tail_below: int = 50,
     ) -> ScoredRows:
         """Slices: all rows, warm/cold users (cold: unseen in train), long-tail items (fewer
-        than `long_tail_below` train ratings)."""
+        than `long_tail_below` train events)."""
         _, user_index = np.unique(np.asarray(users), return_inverse=True)
         cold = np.asarray(user_cold, dtype=bool)
         tail = np.asarray(item_train_count) < long_tail_below

@@ -412,7 +412,7 @@ def add_row_keys(
     features_dir: Path, splits: Mapping[str, FeatureDataset | None], directory: Path
 ) -> None:
     """Add `user` (the raw user value, from the row's text: cold users all share the OOV id)
-    and `item_train_count` (train ratings of the row's item; 0 when unseen) to each split's
+    and `item_train_count` (train events of the row's item; 0 when unseen) to each split's
     predictions file, for user-level (cluster) bootstrap intervals and long-tail slices. The
     user and item fields are those of the dataset spec's `role: user` / `role: item`; a spec
     without both leaves the files as they are."""

@@ -222,7 +222,7 @@ def render_evidence(evidence: Mapping[str, Any]) -> str:
         f"{evidence.get('id_side_train_rows')} train rows, PLM-side arms on "
         f"{evidence.get('plm_side_train_rows')}. Intervals: 95%, {evidence.get('bootstrap_draws')} "
         "user-level bootstrap draws of the seed-mean difference (users resampled, all their rows "
-        f"kept). Long tail: items with fewer than {evidence.get('long_tail_below')} train ratings.",
+        f"kept). Long tail: items with fewer than {evidence.get('long_tail_below')} train events.",
         "",
         "| arm | seeds | test rows (users) | test AUC | warm users | cold users "
         "| long-tail items |",

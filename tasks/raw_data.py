@@ -90,23 +90,17 @@ def prepare_raw_data(config: FlipConfig) -> RawDataManifest:
     if wrong is not None:
         raise NoRawDataError(wrong)
     s = config.synth
-    raw_dir = (
-        config.paths.data_root
-        / "raw"
-        / f"synthetic-u{s.users}-m{s.movies}-r{s.ratings_per_user}-s{s.seed}"
-    )
-    raw_dir = raw_dir.with_name(f"{spec.name}-{raw_dir.name}")
+    sizes = f"u{s.users}-i{s.items}-e{s.events_per_user}-s{s.seed}"
+    raw_dir = config.paths.data_root / "raw" / f"{spec.name}-synthetic-{sizes}"
     if not raw_dir.is_dir():  # written beside, then renamed: a folder that exists is complete
         partial = raw_dir.with_name(raw_dir.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         if spec.name == APPS_SCHEMA:
             counts: object = write_synthetic_apps(
-                partial, s.users, s.movies, s.ratings_per_user, s.seed
+                partial, s.users, s.items, s.events_per_user, s.seed
             )
         else:
-            counts = write_synthetic_movielens(
-                partial, s.users, s.movies, s.ratings_per_user, s.seed
-            )
+            counts = write_synthetic_movielens(partial, s.users, s.items, s.events_per_user, s.seed)
         partial.rename(raw_dir)
         logger.info("Wrote synthetic data to %s: %s", raw_dir, counts)
     return RawDataManifest(raw_dir=raw_dir, content_hash=tree_sha256(raw_dir), synthetic=True)

@@ -60,7 +60,7 @@ def test_flip_run_synthetic_is_its_own_dataset_in_the_env_tracking_store(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)  # flip run reads it; no --set names MLflow
     small = [s for s in _small(tmp_path) if not s.startswith("mlflow.")]
     args = ["run", "--synthetic", "--dataset", SYNTH_SPEC, "--data-root", str(tmp_path / "data")]
-    for override in [*small, f"plm.name={tiny_plm_dir}", "synth.users=20", "synth.movies=30"]:
+    for override in [*small, f"plm.name={tiny_plm_dir}", "synth.users=20", "synth.items=30"]:
         args += ["--set", override]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -92,7 +92,7 @@ def _prepare_twice(data_root: Path) -> list[str]:
         f"paths.dataset={SYNTH_SPEC}",
         "synth.users=8",
     ]
-    config = load_config(None, [*overrides, "synth.movies=6"])
+    config = load_config(None, [*overrides, "synth.items=6"])
     first = prepare_raw_data(config, return_state=True)
     second = prepare_raw_data(config, return_state=True)
     assert first.result() == second.result()

@@ -1,4 +1,4 @@
-"""Prompt rendering: one sentence per field ("gender is female."), with each value's char span.
+"""Prompt rendering: one sentence per field ("plan is pro plan."), with each value's char span.
 
 Raw values become readable text first (`flip_core.data.fields.readable_value`: the dataset spec's
 value -> text maps, multi-values listed). A template holds `{value}` once and `{field}` at most

@@ -1,6 +1,6 @@
 """Field-aligned tokenization: token ids of every prompt and each field value's token span.
 
-A split has few distinct values per field, so each field sentence ("gender is female.") is
+A split has few distinct values per field, so each field sentence ("plan is pro plan.") is
 tokenized once per distinct value and rows are assembled from those pieces with vectorised
 numpy. The result equals tokenizing each whole row whenever a field sentence boundary is also a
 pre-tokenizer boundary (true for whitespace separators with BERT WordPiece and byte-level BPE);

@@ -63,9 +63,9 @@ def data_synth(
         ),
     ] = "movielens",
     users: Annotated[int, typer.Option(min=1, help="Number of users.")] = 500,
-    items: Annotated[int, typer.Option(min=1, help="Number of movies or apps.")] = 400,
+    items: Annotated[int, typer.Option(min=1, help="Number of items (movies or apps).")] = 400,
     events_per_user: Annotated[
-        int, typer.Option(min=1, help="Mean ratings (or events) per user.")
+        int, typer.Option(min=1, help="Mean events (ratings) per user.")
     ] = 60,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
