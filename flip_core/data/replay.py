@@ -28,6 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from flip_core.hashing import file_sha256
+from flip_core.lake.ingest import find_sources
+from flip_core.lake.reports import IngestError
 from flip_core.spec import DatasetSpec, TableSpec
 
 DAY_PATTERN = "????-??-??"
@@ -87,9 +89,20 @@ class DayFiles:
         return sorted(found)
 
 
-def _table_files(raw_dir: Path, table: TableSpec) -> list[Path]:
-    """The files of `raw_dir` that `table`'s patterns match, sorted."""
-    return sorted({p for g in table.files for p in raw_dir.glob(g) if p.is_file()})
+def _source_files(spec: DatasetSpec, raw_dir: Path) -> dict[str, list[Path]]:
+    """The files of every table, found as the ingest finds them (`find_sources`); a table
+    without any is an error."""
+    try:
+        found = find_sources(raw_dir, spec)
+    except IngestError as exc:
+        raise ReplayError(str(exc)) from None
+    files: dict[str, list[Path]] = {t.name: [] for t in spec.tables}
+    for table, path in found:
+        files[table.name].append(path)
+    for table in spec.tables:
+        if not files[table.name]:
+            raise ReplayError(f"{raw_dir}: no file of table {table.name} ({table.files})")
+    return files
 
 
 def _lines(path: Path) -> Iterator[bytes]:
@@ -144,7 +157,7 @@ class _TimeColumn:
 
 
 def _split_by_day(
-    spec: DatasetSpec, raw_dir: Path
+    spec: DatasetSpec, files: list[Path]
 ) -> tuple[dict[date, list[bytes]], bytes, int]:
     """Delimited events lines grouped by UTC day (file order kept), the header line (b"" when
     the table has none) and the count of lines without a readable event time."""
@@ -152,7 +165,7 @@ def _split_by_day(
     time = _TimeColumn(spec, table)
     days: dict[date, list[bytes]] = defaultdict(list)
     header, undated = b"", 0
-    for path in _events_files(raw_dir, table):
+    for path in files:
         lines = _lines(path)
         if table.header:
             first = next(lines, b"")
@@ -173,18 +186,11 @@ def _terminated(line: bytes) -> bytes:
     return line if line.endswith(b"\n") else line + b"\n"
 
 
-def _events_files(raw_dir: Path, table: TableSpec) -> list[Path]:
-    files = _table_files(raw_dir, table)
-    if not files:
-        raise ReplayError(f"{raw_dir}: no events file to replay (table {table.name}: {table.files})")
-    return files
-
-
-def _parquet_days(spec: DatasetSpec, raw_dir: Path) -> tuple[dict[date, pa.Table], int]:
+def _parquet_days(spec: DatasetSpec, files: list[Path]) -> tuple[dict[date, pa.Table], int]:
     table = spec.table(spec.events)
     column = next(c for c in table.columns if c.name == spec.timestamp)
     rows = pa.concat_tables(
-        [pq.read_table(p) for p in _events_files(raw_dir, table)], promote_options="default"
+        [pq.read_table(p) for p in files], promote_options="default"
     )
     values = rows.column(column.source or column.name)
     if column.type == "timestamp":
@@ -219,13 +225,10 @@ def _parquet_bytes(rows: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _copy_side_files(spec: DatasetSpec, raw_dir: Path, inbox: Path) -> None:
-    for table in spec.tables:
-        if table.name == spec.events:
+def _copy_side_files(files: dict[str, list[Path]], events: str, inbox: Path) -> None:
+    for table, sources in files.items():
+        if table == events:
             continue
-        sources = _table_files(raw_dir, table)
-        if not sources:
-            raise ReplayError(f"{raw_dir}: no file of table {table.name} ({table.files})")
         for source in sources:
             target = inbox / source.name
             if target.exists():
@@ -267,21 +270,20 @@ def replay(
     next_days: int | None = None,
 ) -> ReplayResult:
     """Write the selected days of `raw_dir` into `inbox` (see module doc); returns what it did."""
-    if not raw_dir.is_dir():
-        raise ReplayError(f"raw data folder {raw_dir} does not exist")
+    files = _source_files(spec, raw_dir)
     table = spec.table(spec.events)
     names = DayFiles.of(table)
     payloads: dict[date, tuple[bytes, int]]
     if table.format == "parquet":
-        grouped, undated = _parquet_days(spec, raw_dir)
+        grouped, undated = _parquet_days(spec, files[table.name])
         payloads = {d: (_parquet_bytes(rows), rows.num_rows) for d, rows in grouped.items()}
     else:
-        by_day, header, undated = _split_by_day(spec, raw_dir)
+        by_day, header, undated = _split_by_day(spec, files[table.name])
         payloads = {d: (header + b"".join(lines), len(lines)) for d, lines in by_day.items()}
     all_days = sorted(payloads)
     inbox.mkdir(parents=True, exist_ok=True)
     chosen = select_days(all_days, names.days(inbox), until, days, next_days)
-    _copy_side_files(spec, raw_dir, inbox)
+    _copy_side_files(files, table.name, inbox)
     result = ReplayResult(undated_lines=undated, total_days=len(all_days))
     for day in chosen:
         payload, rows = payloads[day]
